@@ -1,0 +1,66 @@
+"""The `fmstream` command line: one entry point, one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+from deploy.commands import bench, broker, demo, simulate
+from deploy.config import CONFIG_ENV, Option, add_options, resolve
+from deploy.errors import ConfigError, DeployError
+from deploy.logs import configure_logging
+from stream.errors import StreamError
+
+COMMANDS: tuple[ModuleType, ...] = (demo, broker, simulate, bench)
+COMMON: list[Option] = [Option("log.level", "--log-level", "DEBUG, INFO, WARNING or ERROR")]
+log = logging.getLogger("deploy.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fmstream",
+        description="Streaming online learning for click-through-rate prediction.",
+        epilog="Configuration: --config FILE (TOML) < FMSTREAM_* environment < flags.",
+    )
+    sub = parser.add_subparsers(dest="command_name", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        p = sub.add_parser(command.NAME, help=command.HELP, description=command.HELP)
+        p.add_argument(
+            "--config", type=Path, default=None, help=f"TOML configuration file [env {CONFIG_ENV}]"
+        )
+        add_options(p, [*COMMON, *command.OPTIONS])
+        command.add_arguments(p)
+        p.set_defaults(command=command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command: ModuleType = args.command
+    config_path = args.config or (
+        Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None
+    )
+    try:
+        settings = resolve(args, [*COMMON, *command.OPTIONS], os.environ, config_path)
+    except ConfigError as exc:
+        print(f"fmstream {command.NAME}: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log.level)
+    try:
+        code: int = command.run(settings, args)
+    except (DeployError, StreamError) as exc:
+        log.error("command_failed command=%s error=%s", command.NAME, type(exc).__name__)
+        print(f"fmstream {command.NAME}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per `fmstream` subcommand: NAME, HELP, OPTIONS, add_arguments, run."""

@@ -1,0 +1,53 @@
+"""Options shared by several subcommands."""
+
+from __future__ import annotations
+
+from deploy.config import Option
+
+KAFKA = [
+    Option(
+        "kafka.bootstrap_servers", "--bootstrap", "Kafka bootstrap servers, host:port[,host:port]"
+    ),
+    Option(
+        "kafka.profile",
+        "--kafka-profile",
+        "client defaults: 'local' (quick group joins on one local broker) or 'production'",
+    ),
+]
+
+_SIM_HELP = {
+    "seed": "random seed; equal settings give byte-identical traffic",
+    "days": "number of simulated days",
+    "impressions_per_day": "impressions per simulated day",
+    "users": "number of users (Zipf-distributed activity)",
+    "items": "number of ads on day 0",
+    "new_items_per_day": "new ads appearing each day",
+    "advertisers": "number of advertisers",
+    "ctr": "target mean click probability on day 0",
+    "window_ms": "attribution window in ms (a click later than this is late)",
+    "late_share": "share of clicks arriving after the attribution window",
+    "click_delay_sigma": "log-normal sigma of the click delay (tail length)",
+    "duplicate_click_rate": "share of clicks delivered twice",
+    "duplicate_impression_rate": "share of impressions delivered twice",
+    "orphan_click_rate": "extra clicks, relative to real ones, whose impression never arrives",
+    "malformed_rate": "extra malformed records, relative to all records",
+    "jitter_ms": "delivery order is event time plus up to this much noise",
+    "start_ms": "event time of the first day's midnight (ms since the epoch, UTC)",
+}
+SIMULATION = [
+    Option(f"simulate.{name}", "--" + name.replace("_", "-"), text)
+    for name, text in _SIM_HELP.items()
+]
+SIMULATE_OUTPUT = [
+    Option("simulate.out", "--out", "write JSONL files to this directory instead of the broker"),
+    Option(
+        "simulate.truth",
+        "--truth",
+        "truth side file (CSV of every impression's click probability); default OUT/truth.csv",
+    ),
+    Option(
+        "simulate.speed",
+        "--speed",
+        "event time runs this many times faster than the wall clock; 0 = as fast as possible",
+    ),
+]

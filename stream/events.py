@@ -1,0 +1,148 @@
+"""The records that travel between fmstream's parts, and their JSON codec.
+
+Formats are those of DESIGN.md: impressions `{"id", "ts", "features"}`, clicks
+`{"id", "ts"}`, labeled events `{"id", "ts", "label", "click_ts", "features"}`.
+A feature value is a string (categorical), a number (continuous) or a list of
+strings (multi-valued). Decoding validates everything a downstream consumer
+relies on and raises `RecordError` with a stable reason code otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from stream.errors import RecordError
+
+FeatureValue = str | float | int | list[str]
+Features = Mapping[str, FeatureValue]
+
+DEFAULT_MAX_RECORD_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Impression:
+    id: str
+    ts: int
+    features: Features
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    id: str
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class LabeledEvent:
+    id: str
+    ts: int
+    label: int
+    click_ts: int | None
+    features: Features
+
+
+def encode_impression(imp: Impression) -> bytes:
+    return orjson.dumps({"id": imp.id, "ts": imp.ts, "features": imp.features})
+
+
+def encode_click(click: Click) -> bytes:
+    return orjson.dumps({"id": click.id, "ts": click.ts})
+
+
+def encode_labeled(ev: LabeledEvent) -> bytes:
+    return orjson.dumps(
+        {
+            "id": ev.id,
+            "ts": ev.ts,
+            "label": ev.label,
+            "click_ts": ev.click_ts,
+            "features": ev.features,
+        }
+    )
+
+
+def decode_impression(raw: bytes, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Impression:
+    obj = _load_object(raw, max_bytes)
+    return Impression(_id(obj), _ts(obj, "ts"), _features(obj))
+
+
+def decode_click(raw: bytes, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Click:
+    obj = _load_object(raw, max_bytes)
+    return Click(_id(obj), _ts(obj, "ts"))
+
+
+def decode_labeled(raw: bytes, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> LabeledEvent:
+    obj = _load_object(raw, max_bytes)
+    label = _require(obj, "label")
+    if label not in (0, 1) or isinstance(label, bool):
+        raise RecordError("wrong_type", f"'label' must be 0 or 1, got {label!r}")
+    click_ts = obj.get("click_ts")
+    if click_ts is not None:
+        click_ts = _ts(obj, "click_ts")
+    return LabeledEvent(_id(obj), _ts(obj, "ts"), label, click_ts, _features(obj))
+
+
+def _load_object(raw: bytes, max_bytes: int) -> dict[str, Any]:
+    if len(raw) > max_bytes:
+        raise RecordError("oversize", f"record is {len(raw)} bytes, the limit is {max_bytes}")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RecordError("invalid_json", f"not valid UTF-8 JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise RecordError("not_object", f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _require(obj: dict[str, Any], key: str) -> Any:
+    try:
+        return obj[key]
+    except KeyError:
+        raise RecordError("missing_field", f"required field {key!r} is missing") from None
+
+
+def _id(obj: dict[str, Any]) -> str:
+    value = _require(obj, "id")
+    if not isinstance(value, str) or not value:
+        raise RecordError("wrong_type", f"'id' must be a non-empty string, got {value!r}")
+    return value
+
+
+def _ts(obj: dict[str, Any], key: str) -> int:
+    value = _require(obj, key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise RecordError(
+            "wrong_type", f"{key!r} must be a non-negative integer (ms), got {value!r}"
+        )
+    return value
+
+
+def _features(obj: dict[str, Any]) -> dict[str, FeatureValue]:
+    value = _require(obj, "features")
+    if not isinstance(value, dict):
+        raise RecordError("wrong_type", f"'features' must be an object, got {type(value).__name__}")
+    for field, fv in value.items():
+        if not _valid_feature(fv):
+            raise RecordError(
+                "bad_feature",
+                f"feature {field!r} has value {fv!r}: expected a string, a finite number "
+                "or a list of strings",
+            )
+    return value
+
+
+def _valid_feature(value: object) -> bool:
+    if isinstance(value, str):
+        return True
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(isinstance(v, str) for v in value)
+    return False

@@ -1,0 +1,1 @@
+"""Kafka clients: option profiles, topic administration, producing records."""

@@ -1,0 +1,117 @@
+"""The `fmstream` console script as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploy.cli import COMMANDS
+
+FMSTREAM = str(Path(sys.executable).parent / "fmstream")
+TINY = [
+    "--days",
+    "2",
+    "--impressions-per-day",
+    "3000",
+    "--users",
+    "500",
+    "--items",
+    "100",
+    "--advertisers",
+    "20",
+    "--new-items-per-day",
+    "10",
+]
+
+
+def _run(
+    *argv: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [FMSTREAM, *argv],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_top_level_help_lists_every_subcommand() -> None:
+    result = _run("--help")
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command.NAME in result.stdout
+
+
+@pytest.mark.parametrize("name", [c.NAME for c in COMMANDS])
+def test_every_subcommand_has_help_showing_env_variables(name: str) -> None:
+    result = _run(name, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "FMSTREAM_LOG_LEVEL" in result.stdout
+    assert "FMSTREAM_CONFIG" in result.stdout
+
+
+def test_simulate_to_files_prints_bayes_table_and_writes_everything(tmp_path: Path) -> None:
+    out = tmp_path / "sim"
+    result = _run("simulate", "--out", str(out), *TINY)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert "bayes_auc" in lines[0] and len(lines) == 3
+    assert {p.name for p in out.iterdir()} == {
+        "impressions.jsonl",
+        "clicks.jsonl",
+        "truth.csv",
+        "simulation.json",
+    }
+    manifest = json.loads((out / "simulation.json").read_text())
+    assert manifest["config"]["impressions_per_day"] == 3000
+    assert [d["day"] for d in manifest["days"]] == [0, 1]
+    auc = manifest["days"][0]["bayes"]["auc"]
+    assert 0.6 < auc < 0.95
+    assert f"{auc:.4f}" in lines[1]
+    # One log line per event, on stderr, never mixed into the table.
+    day_lines = [ln for ln in result.stderr.splitlines() if "day_simulated" in ln]
+    assert len(day_lines) == 2 and " INFO deploy.simulate day_simulated day=0 " in day_lines[0]
+
+
+def test_log_level_from_the_environment_silences_info(tmp_path: Path) -> None:
+    result = _run("simulate", "--out", str(tmp_path), *TINY, env={"FMSTREAM_LOG_LEVEL": "WARNING"})
+    assert result.returncode == 0
+    assert "day_simulated" not in result.stderr
+
+
+def test_bad_flag_value_exits_2_naming_the_key() -> None:
+    result = _run("simulate", "--days", "-1")
+    assert result.returncode == 2
+    assert "simulate.days must be > 0" in result.stderr
+
+
+def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = _run("simulate", "--out", str(blocker / "sub"), *TINY)
+    assert result.returncode == 1
+    assert f"cannot create output directory {blocker / 'sub'}" in result.stderr
+
+
+def test_simulate_to_an_absent_broker_fails_fast_with_the_address(tmp_path: Path) -> None:
+    result = _run(
+        "simulate",
+        "--bootstrap",
+        "127.0.0.1:1",
+        "--kafka-profile",
+        "local",
+        *TINY,
+        "--truth",
+        str(tmp_path / "t.csv"),
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "127.0.0.1:1" in result.stderr

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deploy.cli import COMMON, build_parser
+from deploy.commands import simulate
+from deploy.config import resolve
+from deploy.errors import ConfigError
+from deploy.settings import Settings
+
+OPTIONS = [*COMMON, *simulate.OPTIONS]
+
+
+def _resolve(argv: list[str], env: dict[str, str], config: Path | None = None) -> Settings:
+    args = build_parser().parse_args(["simulate", *argv])
+    return resolve(args, OPTIONS, env, config)
+
+
+def _toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "fmstream.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_any_layer() -> None:
+    s = _resolve([], {})
+    assert s.simulate.days == 8
+    assert s.kafka.bootstrap_servers == "127.0.0.1:9092"
+    assert s.simulate_output.out is None
+    assert s.topics.dead_letter == "fmstream.dead-letter"
+
+
+def test_precedence_is_file_then_environment_then_flag(tmp_path: Path) -> None:
+    config = _toml(tmp_path, "[simulate]\ndays = 3\nseed = 5\nctr = 0.02\n[log]\nlevel = 'DEBUG'\n")
+    from_file = _resolve([], {}, config)
+    assert (from_file.simulate.days, from_file.simulate.seed, from_file.simulate.ctr) == (
+        3,
+        5,
+        0.02,
+    )
+    assert from_file.log.level == "DEBUG"
+    env = {"FMSTREAM_SIMULATE_DAYS": "4", "FMSTREAM_SIMULATE_SEED": "6"}
+    from_env = _resolve([], env, config)
+    assert (from_env.simulate.days, from_env.simulate.seed, from_env.simulate.ctr) == (4, 6, 0.02)
+    from_flag = _resolve(["--days", "9"], env, config)
+    assert (from_flag.simulate.days, from_flag.simulate.seed) == (9, 6)
+
+
+def test_paths_and_kafka_pass_through(tmp_path: Path) -> None:
+    config = _toml(
+        tmp_path,
+        "[kafka]\nbootstrap_servers = 'k1:9092,k2:9092'\nsecurity_protocol = 'SSL'\n"
+        "[topics]\nclicks = 'my-clicks'\npartitions = 8\n",
+    )
+    s = _resolve(["--out", str(tmp_path / "o")], {}, config)
+    assert s.simulate_output.out == tmp_path / "o"
+    assert s.kafka.options == {"security_protocol": "SSL"}
+    assert s.kafka.bootstrap_servers == "k1:9092,k2:9092"
+    assert (s.topics.clicks, s.topics.partitions) == ("my-clicks", 8)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "toml", "words"),
+    [
+        (
+            ["--days", "three"],
+            {},
+            "",
+            "bad value for simulate.days from --days: expected an integer",
+        ),
+        ([], {"FMSTREAM_SIMULATE_CTR": "lots"}, "", "simulate.ctr from FMSTREAM_SIMULATE_CTR"),
+        ([], {}, "[simulate]\ndays = 'x'\n", "bad value for simulate.days from"),
+        ([], {}, "[simulate]\ndayz = 3\n", "unknown key simulate.dayz"),
+        ([], {}, "[simlate]\ndays = 3\n", "unknown table [simlate]"),
+        ([], {}, "[kafka]\nsesion_timeout_ms = 3\n", "unknown key kafka.sesion_timeout_ms"),
+        ([], {}, "[simulate]\nctr = 0.9\n", "simulate.ctr must be in (0, 0.5)"),
+        ([], {"FMSTREAM_LOG_LEVEL": "LOUD"}, "", "log.level must be one of"),
+        ([], {"FMSTREAM_KAFKA_PROFILE": "fast"}, "", "kafka.profile must be"),
+        ([], {}, "[broker]\nport = 70000\n", "broker.port must be in 1..65535"),
+        ([], {}, "[simulate\n", "cannot read config file"),
+    ],
+)
+def test_bad_values_name_the_key(
+    tmp_path: Path, argv: list[str], env: dict[str, str], toml: str, words: str
+) -> None:
+    config = _toml(tmp_path, toml) if toml else None
+    with pytest.raises(ConfigError) as info:
+        _resolve(argv, env, config)
+    assert words in str(info.value)
+
+
+def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        _resolve([], {}, tmp_path / "nope.toml")
