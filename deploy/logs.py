@@ -21,3 +21,6 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
     # kafka-python logs every reconnect attempt at INFO/WARNING; keep our lines readable.
     logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
+    # Its event loop warns whenever one send takes over 100 ms, which large produce
+    # batches on a busy machine always do; it says nothing an operator can act on.
+    logging.getLogger("kafka.net.selector").setLevel(max(logging.ERROR, root.level))

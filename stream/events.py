@@ -46,16 +46,26 @@ class LabeledEvent:
     features: Features
 
 
+def dumps(obj: Any) -> bytes:
+    """orjson.dumps into an exactly sized bytes object.
+
+    orjson's result keeps its whole growth buffer (~8 KiB for a 300-byte
+    record); held by the hundred thousand, as a day of records is, that is
+    gigabytes.
+    """
+    return bytes(memoryview(orjson.dumps(obj)))
+
+
 def encode_impression(imp: Impression) -> bytes:
-    return orjson.dumps({"id": imp.id, "ts": imp.ts, "features": imp.features})
+    return dumps({"id": imp.id, "ts": imp.ts, "features": imp.features})
 
 
 def encode_click(click: Click) -> bytes:
-    return orjson.dumps({"id": click.id, "ts": click.ts})
+    return dumps({"id": click.id, "ts": click.ts})
 
 
 def encode_labeled(ev: LabeledEvent) -> bytes:
-    return orjson.dumps(
+    return dumps(
         {
             "id": ev.id,
             "ts": ev.ts,

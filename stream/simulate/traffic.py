@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 
 import numpy as np
-import orjson
 
+from stream.events import Click, dumps, encode_click
 from stream.simulate.config import DAY_MS, SimulationConfig
 from stream.simulate.malformed import draw_kind, malformed_record
 from stream.simulate.world import (
@@ -174,7 +174,7 @@ class Simulator:
 
     @staticmethod
     def _click(rid: str, ts: int, delivery: int) -> Record:
-        return Record(CLICKS, rid.encode(), orjson.dumps({"id": rid, "ts": ts}), ts, delivery)
+        return Record(CLICKS, rid.encode(), encode_click(Click(rid, ts)), ts, delivery)
 
     def _malformed(self, n: int, day_start: int) -> list[Record]:
         rng = self._delivery
@@ -210,7 +210,6 @@ class Simulator:
             strict=True,
         )
         apps = users.apps
-        dumps = orjson.dumps
         return [
             dumps(
                 {
