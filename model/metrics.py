@@ -61,3 +61,114 @@ def binary_metrics(labels: np.ndarray, probs: np.ndarray) -> BinaryMetrics:
         normalized_entropy=ll / base if base == base and base > 0 else float("nan"),
         calibration=mean_p / rate if positives else float("nan"),
     )
+
+
+# Streaming AUC: scores binned on the logit scale. Pairs that share a bin count
+# as ties (half), so |binned AUC - exact AUC| <= ½ Σ_b pos_b·neg_b / (P·N),
+# a bound each estimate reports about itself.
+_BINS = 1 << 14
+_LOGIT_RANGE = 16.0
+
+
+class StreamingMetrics:
+    """Mergeable running metrics of one group in bounded memory (two histograms).
+
+    `auc_bound` is the largest possible difference between `auc` and the exact
+    AUC of everything seen, given how the scores fell into bins.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.positives = 0
+        self.sum_p = 0.0
+        self.sum_logloss = 0.0
+        self.hist = np.zeros((2, _BINS), dtype=np.int64)
+
+    def update(self, labels: np.ndarray, probs: np.ndarray) -> None:
+        y = np.asarray(labels).astype(bool)
+        p = np.clip(np.asarray(probs, dtype=np.float64), _EPS, 1.0 - _EPS)
+        self.count += len(y)
+        self.positives += int(y.sum())
+        self.sum_p += float(p.sum())
+        self.sum_logloss += float(-(np.log(p[y]).sum() + np.log1p(-p[~y]).sum()))
+        logit = np.log(p) - np.log1p(-p)
+        scaled = (logit + _LOGIT_RANGE) / (2 * _LOGIT_RANGE) * _BINS
+        b = np.clip(scaled.astype(np.int64), 0, _BINS - 1)
+        self.hist[1] += np.bincount(b[y], minlength=_BINS)
+        self.hist[0] += np.bincount(b[~y], minlength=_BINS)
+
+    def merge(self, other: StreamingMetrics) -> StreamingMetrics:
+        out = StreamingMetrics()
+        out.count = self.count + other.count
+        out.positives = self.positives + other.positives
+        out.sum_p = self.sum_p + other.sum_p
+        out.sum_logloss = self.sum_logloss + other.sum_logloss
+        out.hist = self.hist + other.hist
+        return out
+
+    def _auc_and_bound(self) -> tuple[float, float]:
+        neg, pos = self.hist[0].astype(np.float64), self.hist[1].astype(np.float64)
+        n_pos, n_neg = pos.sum(), neg.sum()
+        if n_pos == 0 or n_neg == 0:
+            return float("nan"), float("nan")
+        below = np.cumsum(neg) - neg
+        ties = (pos * neg).sum()
+        value = ((pos * below).sum() + 0.5 * ties) / (n_pos * n_neg)
+        return float(value), float(0.5 * ties / (n_pos * n_neg))
+
+    @property
+    def auc(self) -> float:
+        return self._auc_and_bound()[0]
+
+    @property
+    def auc_bound(self) -> float:
+        return self._auc_and_bound()[1]
+
+    def result(self) -> BinaryMetrics:
+        n, pos = self.count, self.positives
+        ll = self.sum_logloss / n if n else float("nan")
+        rate = pos / n if n else float("nan")
+        base = (
+            float(-(rate * np.log(rate) + (1 - rate) * np.log1p(-rate)))
+            if 0 < pos < n
+            else float("nan")
+        )
+        return BinaryMetrics(
+            count=n,
+            positives=pos,
+            auc=self.auc,
+            logloss=ll,
+            normalized_entropy=ll / base if base == base and base > 0 else float("nan"),
+            calibration=(self.sum_p / n) / rate if pos else float("nan"),
+        )
+
+
+class GroupedMetrics:
+    """Streaming metrics per group key (e.g. the event day), mergeable across workers."""
+
+    def __init__(self) -> None:
+        self.groups: dict[object, StreamingMetrics] = {}
+
+    def update(self, keys: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> None:
+        keys = np.asarray(keys)
+        for key in np.unique(keys):
+            sel = keys == key
+            self.groups.setdefault(key.item(), StreamingMetrics()).update(labels[sel], probs[sel])
+
+    def merge(self, other: GroupedMetrics) -> GroupedMetrics:
+        out = GroupedMetrics()
+        for key in self.groups.keys() | other.groups.keys():
+            mine, theirs = self.groups.get(key), other.groups.get(key)
+            if mine and theirs:
+                out.groups[key] = mine.merge(theirs)
+            else:
+                out.groups[key] = (mine or theirs).merge(StreamingMetrics())  # type: ignore[union-attr]
+        return out
+
+    def results(self) -> dict[object, BinaryMetrics]:
+        return {k: self.groups[k].result() for k in sorted(self.groups, key=str)}
+
+
+def event_day(ts_ms: np.ndarray) -> np.ndarray:
+    """UTC day number of event timestamps in ms."""
+    return np.asarray(ts_ms, dtype=np.int64) // 86_400_000

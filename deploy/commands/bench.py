@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import resource
 import statistics
@@ -14,21 +15,42 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from deploy.bench_train import (
+    CRITEO_SCHEMA,
+    bench_encode,
+    bench_model,
+    criteo_like_events,
+    matmul_gflops,
+)
 from deploy.commands.common import SIMULATION
 from deploy.config import Option
 from deploy.settings import Settings
 from deploy.simulate import run_simulation
+from model.features import FeatureEncoder
+from model.zoo import PAPER_NAMES, canonical_name
 from stream.files import JsonlRecordSink
 from stream.simulate.truth import TruthWriter
 
+log = logging.getLogger(__name__)
 NAME = "bench"
 HELP = "run a benchmark and print its figures as JSON"
 OPTIONS: list[Option] = [*SIMULATION]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=["simulate"], help="what to benchmark")
+    parser.add_argument("what", choices=["simulate", "train", "encode"], help="what to benchmark")
     parser.add_argument("--repeat", type=int, default=3, help="runs to take the median of")
+    parser.add_argument(
+        "--models",
+        default=",".join(PAPER_NAMES),
+        help="train: comma-separated models (default: the paper's nine)",
+    )
+    parser.add_argument("--batches", default="1024,4096", help="train: batch sizes")
+    parser.add_argument(
+        "--steps", type=int, default=12, help="train: timed steps per model and batch"
+    )
 
 
 class _Never:
@@ -82,7 +104,49 @@ def bench_simulate(settings: Settings, repeat: int) -> dict[str, Any]:
     }
 
 
+def bench_train(args: argparse.Namespace) -> dict[str, Any]:
+    """Examples/s per model at the paper's settings, against the machine's matmul ceiling."""
+    models = [canonical_name(m) for m in args.models.split(",") if m]
+    sizes = [int(b) for b in args.batches.split(",") if b]
+    steps = args.steps + 3
+    events, labels = criteo_like_events(max(sizes) * steps)
+    encoder = FeatureEncoder(CRITEO_SCHEMA)
+    ceiling = matmul_gflops()
+    results = []
+    for size in sizes:
+        batches = [
+            (encoder.encode(events[i : i + size]), labels[i : i + size])
+            for i in range(0, size * steps, size)
+        ]
+        for name in models:
+            row = bench_model(name, batches)
+            row["share_of_matmul_ceiling"] = round(
+                row["dense_train_gflops_per_s"] / ceiling["dnn_shape"], 3
+            )
+            log.info("bench_train %s", row)
+            results.append(row)
+    return {
+        "benchmark": "train",
+        "source": "in-memory",
+        "settings": "k=10, 400-400-400, relu (tanh for IPNN), dropout keep 0.5, Adam",
+        "matmul_gflops": {k: round(v, 1) for k, v in ceiling.items()},
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "results": results,
+    }
+
+
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    result = bench_simulate(settings, max(1, args.repeat))
+    if args.what == "simulate":
+        result = bench_simulate(settings, max(1, args.repeat))
+    elif args.what == "encode":
+        events, _ = criteo_like_events(50_000)
+        result = {
+            "benchmark": "encode",
+            **bench_encode(events, repeat=max(1, args.repeat)),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        }
+    else:
+        result = bench_train(args)
     print(json.dumps(result, indent=2), flush=True)
     return 0

@@ -21,11 +21,31 @@ GENDER_P = (0.48, 0.47, 0.05)
 AGES = ("<18", "18-24", "25-34", "35-44", "45-54", "55-64", "65+")
 AGE_P = (0.06, 0.18, 0.24, 0.20, 0.14, 0.10, 0.08)
 CATEGORIES = (
-    "food", "games", "travel", "finance", "shopping", "news", "sports", "music",
-    "video", "social", "education", "health", "auto", "realestate", "beauty",
-    "fashion", "kids", "pets", "tech", "books", "dating", "utilities", "weather",
+    "food",
+    "games",
+    "travel",
+    "finance",
+    "shopping",
+    "news",
+    "sports",
+    "music",
+    "video",
+    "social",
+    "education",
+    "health",
+    "auto",
+    "realestate",
+    "beauty",
+    "fashion",
+    "kids",
+    "pets",
+    "tech",
+    "books",
+    "dating",
+    "utilities",
+    "weather",
     "lottery",
-)  # fmt: skip
+)
 DEVICES = ("mobile", "desktop", "tablet")
 DEVICE_P = (0.70, 0.22, 0.08)
 PLACEMENTS = ("feed", "banner", "sidebar", "search", "video")
@@ -137,7 +157,7 @@ class World:
             age=rng.choice(len(AGES), n, p=AGE_P),
             city=rng.choice(CITIES, n, p=_zipf_weights(CITIES, 1.0, rng)),
             bias=bias,
-            latent=rng.normal(0.0, 0.6, (n, LATENT_DIM)),
+            latent=rng.normal(0.0, 0.5, (n, LATENT_DIM)),
             past_clicks=past,
             apps=apps,
             app_mask=app_mask,
@@ -150,20 +170,20 @@ class World:
             category=rng.choice(len(CATEGORIES), n),
             advertiser=rng.choice(self._advertisers, n, p=self._advertiser_weights),
             bias=rng.normal(0.0, 0.4, n),
-            latent=rng.normal(0.0, 0.6, (n, LATENT_DIM)),
+            latent=rng.normal(0.0, 0.5, (n, LATENT_DIM)),
             price=np.round(rng.lognormal(3.0, 1.0, n), 2),
             log_popularity=rng.normal(mean_popularity, 1.0, n),
         )
 
     def _hour_x_category(self) -> np.ndarray:
-        table = self._rng.normal(0.0, 0.1, (24, len(CATEGORIES)))
+        table = self._rng.normal(0.0, 0.25, (24, len(CATEGORIES)))
         table[list(MEAL_HOURS), _CAT["food"]] += 1.2
         table[20:24, _CAT["games"]] += 0.7
         table[6:9, _CAT["news"]] += 0.6
         return table
 
     def _gender_age_category(self) -> np.ndarray:
-        table = self._rng.normal(0.0, 0.1, (len(GENDERS), len(AGES), len(CATEGORIES)))
+        table = self._rng.normal(0.0, 0.35, (len(GENDERS), len(AGES), len(CATEGORIES)))
         for gender, age, category, effect in PLANTED_TRIPLES:
             table[_GENDER[gender], _AGE[age], _CAT[category]] += effect
         return table
@@ -206,7 +226,7 @@ class World:
         )
         z += self.hour_x_category[ctx.hour, cat]
         z += np.einsum("nd,nd->n", u.latent[ctx.user], i.latent[ctx.item])
-        z += 0.5 * u.app_mask[ctx.user, cat]
+        z += 0.6 * u.app_mask[ctx.user, cat]
         z += self.triple[u.gender[ctx.user], u.age[ctx.user], cat]
         return np.asarray(z)
 

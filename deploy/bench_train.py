@@ -1,0 +1,96 @@
+"""Training and encoding throughput on Criteo-shaped events (13 counts, 26 categoricals)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.features import EncodedBatch, FeatureEncoder, FeatureSchema, FieldSpec
+from model.trainer import OnlineTrainer, TrainerConfig
+from model.zoo import PAPER_NAMES, ModelConfig
+
+CRITEO_SCHEMA = FeatureSchema(
+    tuple(FieldSpec(f"I{i}", "continuous") for i in range(1, 14))
+    + tuple(FieldSpec(f"C{i}") for i in range(1, 27))
+)
+
+
+def criteo_like_events(n: int, seed: int = 0) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Events with Criteo's shape: Zipf-distributed hashed categoricals, counts with gaps."""
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(rng.lognormal(1.5, 1.5, (n, 13))).astype(float)
+    counts[rng.random((n, 13)) < 0.2] = np.nan
+    cats = (rng.zipf(1.2, (n, 26)) * 2654435761 % (1 << 32)).astype(np.int64)
+    events = []
+    for row_i, row_c in zip(counts.tolist(), cats.tolist(), strict=True):
+        f: dict[str, Any] = {f"I{j + 1}": v for j, v in enumerate(row_i) if v == v}
+        f.update({f"C{j + 1}": format(v, "08x") for j, v in enumerate(row_c)})
+        events.append(f)
+    labels = (rng.random(n) < 0.25).astype(np.float32)
+    return events, labels
+
+
+def matmul_gflops(batch: int = 1024, dim: int = 400, seconds: float = 1.0) -> dict[str, float]:
+    """Measured fp32 matmul throughput: at the DNN's own shapes and at a large square."""
+    out = {}
+    for name, (m, k, n) in {
+        "dnn_shape": (batch, dim, dim),
+        "square_2048": (2048, 2048, 2048),
+    }.items():
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        for _ in range(3):
+            a @ b
+        reps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            a @ b
+            reps += 1
+        out[name] = 2.0 * m * k * n * reps / (time.perf_counter() - start) / 1e9
+    return out
+
+
+def bench_encode(
+    events: list[dict[str, Any]], batch: int = 4096, repeat: int = 3
+) -> dict[str, Any]:
+    enc = FeatureEncoder(CRITEO_SCHEMA)
+    rates = []
+    for _ in range(repeat + 1):  # the first pass hashes every value: the cold rate
+        start = time.perf_counter()
+        for i in range(0, len(events), batch):
+            enc.encode(events[i : i + batch])
+        rates.append(len(events) / (time.perf_counter() - start))
+    return {
+        "fields": len(CRITEO_SCHEMA.fields),
+        "cold_events_per_s": round(rates[0]),
+        "warm_events_per_s_median": round(statistics.median(rates[1:])),
+    }
+
+
+def bench_model(
+    name: str, batches: list[tuple[EncodedBatch, np.ndarray]], warmup: int = 3
+) -> dict[str, Any]:
+    trainer = OnlineTrainer(
+        ModelConfig(name=name), len(CRITEO_SCHEMA.fields), TrainerConfig(device="cpu")
+    )
+    for b, y in batches[:warmup]:
+        trainer.learn_many(b, y)
+    times = []
+    for b, y in batches[warmup:]:
+        start = time.perf_counter()
+        trainer.learn_many(b, y)
+        times.append(time.perf_counter() - start)
+    size = batches[0][0].batch_size
+    per_step = statistics.median(times)
+    forward = trainer.model.dense_flops_per_example()
+    return {
+        "model": PAPER_NAMES[name],
+        "batch": size,
+        "examples_per_s": round(size / per_step),
+        "dense_forward_flops_per_example": forward,
+        # backward costs about twice the forward: 3x in all
+        "dense_train_gflops_per_s": round(3 * forward * size / per_step / 1e9, 2),
+        "rows_touched": len(trainer.source),  # type: ignore[arg-type]
+    }

@@ -1,0 +1,259 @@
+"""The paper's nine models (Table 2), all returning logits over gathered embedding rows.
+
+Every model reads rows [U, P] (the trainable part of the embedding rows the
+batch touches) and a `SparseBatch`, and returns logits [B]; the loss (binary
+cross-entropy with logits) is the trainer's business, never the model's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from model.layers import (
+    MLP,
+    Activation,
+    Shape,
+    SparseBatch,
+    fm_interaction,
+    hidden_sizes,
+    inner_products,
+    linear_term,
+    outer_product_superposition,
+    pooled,
+)
+
+PAPER_NAMES = {
+    "lr": "LR",
+    "fm": "FM",
+    "fnn": "FNN",
+    "ipnn": "IPNN",
+    "opnn": "OPNN",
+    "pnn_star": "PNN*",
+    "lr_dnn": "LR&DNN",
+    "fm_dnn": "FM&DNN",
+    "deepfm": "DeepFM",
+}
+ALIASES = {"pnn*": "pnn_star", "lr&dnn": "lr_dnn", "widedeep": "lr_dnn", "fm&dnn": "fm_dnn"}
+
+
+def canonical_name(name: str) -> str:
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in PAPER_NAMES:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(PAPER_NAMES)}")
+    return key
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of section 3.3; defaults are the paper's settings.
+
+    `dropout_keep` is the paper's dropout: the probability that a neuron is
+    KEPT (torch's `Dropout(p)` takes the probability of dropping, 1 - keep).
+    `activation=None` means the paper's choice: tanh for IPNN, relu otherwise.
+    """
+
+    name: str = "deepfm"
+    k: int = 10
+    hidden_layers: int = 3
+    neurons: int = 400
+    shape: Shape = "constant"
+    activation: Activation | None = None
+    dropout_keep: float = 0.5
+    fnn_pretrain_examples: int = 200_000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", canonical_name(self.name))
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        if not 0.0 < self.dropout_keep <= 1.0:
+            raise ValueError(f"dropout_keep must be in (0, 1], got {self.dropout_keep}")
+
+    @property
+    def paper_name(self) -> str:
+        return PAPER_NAMES[self.name]
+
+    def resolved_activation(self) -> Activation:
+        return self.activation or ("tanh" if self.name == "ipnn" else "relu")
+
+
+class CTRModel(nn.Module):
+    """`linear` (0/1) order-1 weights and `vectors` latent vectors of size k per row."""
+
+    linear: ClassVar[int] = 1
+    vectors: ClassVar[int] = 1
+
+    def __init__(self, config: ModelConfig, num_fields: int, generator: torch.Generator) -> None:
+        super().__init__()
+        self.k = config.k
+        self.num_fields = num_fields
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def split(self, rows: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """[U, P] -> order-1 weights [U] (zeros if none) and each latent table [U, k]."""
+        w = rows[:, 0] if self.linear else rows.new_zeros(rows.shape[0])
+        start = self.linear
+        tables = [
+            rows[:, start + i * self.k : start + (i + 1) * self.k] for i in range(self.vectors)
+        ]
+        return w, tables
+
+    def dense_flops_per_example(self) -> int:
+        return sum(m.flops_per_example() for m in self.modules() if isinstance(m, MLP))
+
+
+def _mlp(config: ModelConfig, in_dim: int, generator: torch.Generator) -> MLP:
+    sizes = hidden_sizes(config.hidden_layers, config.neurons, config.shape)
+    return MLP(in_dim, sizes, config.resolved_activation(), config.dropout_keep, generator)
+
+
+class LR(CTRModel):
+    vectors = 0
+
+    def forward(self, rows: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
+        w, _ = self.split(rows)
+        return self.bias + linear_term(w, batch)
+
+
+class FM(CTRModel):
+    def forward(self, rows: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
+        w, (v,) = self.split(rows)
+        return self.bias + linear_term(w, batch) + fm_interaction(pooled(v, batch))
+
+
+class DeepFM(CTRModel):
+    """Eq. 1: ŷ = sigmoid(y_FM + y_DNN); FM and DNN read the same embeddings e."""
+
+    def __init__(self, config: ModelConfig, num_fields: int, generator: torch.Generator) -> None:
+        super().__init__(config, num_fields, generator)
+        self.dnn = _mlp(config, num_fields * config.k, generator)
+
+    def forward(self, rows: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
+        w, (v,) = self.split(rows)
+        e = pooled(v, batch)  # [B, F, k], shared
+        y_fm = self.bias + linear_term(w, batch) + fm_interaction(e)
+        y_dnn: torch.Tensor = self.dnn(e.flatten(1))
+        return y_fm + y_dnn
+
+
+class LRDNN(CTRModel):
+    """Wide & Deep with the wide part a linear model over the raw (one-hot) features."""
+
+    def __init__(self, config: ModelConfig, num_fields: int, generator: torch.Generator) -> None:
+        super().__init__(config, num_fields, generator)
+        self.dnn = _mlp(config, num_fields * config.k, generator)
+
+    def forward(self, rows: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
+        w, (v,) = self.split(rows)
+        y_dnn: torch.Tensor = self.dnn(pooled(v, batch).flatten(1))
+        return self.bias + linear_term(w, batch) + y_dnn
+
+
+class FMDNN(CTRModel):
+    """Wide & Deep with an FM wide part whose embeddings are separate from the DNN's."""
+
+    vectors = 2
+
+    def __init__(self, config: ModelConfig, num_fields: int, generator: torch.Generator) -> None:
+        super().__init__(config, num_fields, generator)
+        self.dnn = _mlp(config, num_fields * config.k, generator)
+
+    def forward(self, rows: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
+        w, (v_fm, v_dnn) = self.split(rows)
+        y_fm = self.bias + linear_term(w, batch) + fm_interaction(pooled(v_fm, batch))
+        y_dnn: torch.Tensor = self.dnn(pooled(v_dnn, batch).flatten(1))
+        return y_fm + y_dnn
+
+
+class FNN(CTRModel):
+    """An FM for the first `fnn_pretrain_examples` examples, then a DNN over the FM-trained
+    field vectors z_f = (w_f, e_f) (Zhang et al. 2016); only the DNN predicts afterwards."""
+
+    def __init__(self, config: ModelConfig, num_fields: int, generator: torch.Generator) -> None:
+        super().__init__(config, num_fields, generator)
+        self.pretrain_examples = config.fnn_pretrain_examples
+        self.dnn = _mlp(config, num_fields * (config.k + 1), generator)
+        self.seen: torch.Tensor
+        self.register_buffer("seen", torch.zeros((), dtype=torch.int64))
+
+    @property
+    def pretraining(self) -> bool:
+        return int(self.seen) < self.pretrain_examples
+
+    def forward(self, rows: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
+        pretraining = self.pretraining
+        if self.training:
+            self.seen += batch.batch_size
+        w, (v,) = self.split(rows)
+        if pretraining:
+            return self.bias + linear_term(w, batch) + fm_interaction(pooled(v, batch))
+        out: torch.Tensor = self.dnn(pooled(rows, batch).flatten(1))
+        return out
+
+
+class PNN(CTRModel):
+    """Product layer (Qu et al. 2016) between embeddings and the DNN: linear signals
+    (the embeddings) plus inner and/or outer products; no order-1 term."""
+
+    linear = 0
+    inner: ClassVar[bool] = True
+    outer: ClassVar[bool] = False
+
+    def __init__(self, config: ModelConfig, num_fields: int, generator: torch.Generator) -> None:
+        super().__init__(config, num_fields, generator)
+        width = num_fields * config.k
+        if self.inner:
+            width += num_fields * (num_fields - 1) // 2
+        if self.outer:
+            width += config.k * config.k
+        self.dnn = _mlp(config, width, generator)
+
+    def forward(self, rows: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
+        _, (v,) = self.split(rows)
+        e = pooled(v, batch)
+        parts = [e.flatten(1)]
+        if self.inner:
+            parts.append(inner_products(e))
+        if self.outer:
+            parts.append(outer_product_superposition(e))
+        out: torch.Tensor = self.bias + self.dnn(torch.cat(parts, dim=1))
+        return out
+
+
+class IPNN(PNN):
+    pass
+
+
+class OPNN(PNN):
+    inner = False
+    outer = True
+
+
+class PNNStar(PNN):
+    outer = True
+
+
+MODELS: dict[str, type[CTRModel]] = {
+    "lr": LR,
+    "fm": FM,
+    "fnn": FNN,
+    "ipnn": IPNN,
+    "opnn": OPNN,
+    "pnn_star": PNNStar,
+    "lr_dnn": LRDNN,
+    "fm_dnn": FMDNN,
+    "deepfm": DeepFM,
+}
+
+
+def build_model(config: ModelConfig, num_fields: int, seed: int, device: torch.device) -> CTRModel:
+    """A model with dense weights initialized from `seed`, leaving torch's global RNG alone."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = MODELS[config.name](config, num_fields, generator)
+    return model.to(device)
