@@ -34,7 +34,7 @@ class SparseAdagrad:
     seen once or twice from jumping by `lr` on its first noisy gradient.
     """
 
-    lr: float = 0.2
+    lr: float = 0.05
     initial_accumulator: float = 0.1
     eps: float = 1e-10
     l2: float = 0.0
@@ -82,7 +82,7 @@ class SparseAdam:
 class SparseFTRL:
     """FTRL-Proximal (McMahan et al. 2013, algorithm 1); state is z and n per parameter."""
 
-    alpha: float = 0.05
+    alpha: float = 0.1
     beta: float = 1.0
     l1: float = 1.0
     l2: float = 1.0
@@ -104,9 +104,9 @@ class SparseFTRL:
 
 def make_sparse_optimizer(name: str, lr: float | None = None, l2: float = 0.0) -> SparseOptimizer:
     if name == "adagrad":
-        return SparseAdagrad(lr=lr or 0.2, l2=l2)
+        return SparseAdagrad(lr=lr or 0.05, l2=l2)
     if name == "adam":
         return SparseAdam(lr=lr or 1e-3, l2=l2)
     if name == "ftrl":
-        return SparseFTRL(alpha=lr or 0.05)
+        return SparseFTRL(alpha=lr or 0.1)
     raise ValueError(f"unknown sparse optimizer {name!r}; choose adagrad, adam or ftrl")

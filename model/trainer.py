@@ -22,8 +22,10 @@ from model.zoo import MODELS, CTRModel, ModelConfig, build_model
 
 @dataclass(frozen=True)
 class TrainerConfig:
-    """Optimizers and placement. `sparse_optimizer=None` means the paper's choice:
-    FTRL for LR, Adam for every other model."""
+    """Optimizers and placement. `sparse_optimizer=None` means FTRL for LR (the
+    paper's choice) and Adagrad for every other model's embedding rows: with one
+    step per row per batch, per-row Adam (the paper trains dense weights with it)
+    moves rare rows too little and common rows too much on simulated traffic."""
 
     dense_lr: float = 1e-3
     sparse_optimizer: str | None = None
@@ -42,7 +44,7 @@ def resolve_device(name: str) -> torch.device:
 
 def row_layout(model: ModelConfig, trainer: TrainerConfig) -> RowLayout:
     cls = MODELS[model.name]
-    name = trainer.sparse_optimizer or ("ftrl" if model.name == "lr" else "adam")
+    name = trainer.sparse_optimizer or ("ftrl" if model.name == "lr" else "adagrad")
     optimizer = make_sparse_optimizer(name, trainer.sparse_lr, trainer.sparse_l2)
     return RowLayout(cls.linear, cls.vectors, model.k, optimizer, trainer.init_std)
 

@@ -65,12 +65,14 @@ _AGE = {name: i for i, name in enumerate(AGES)}
 _GENDER = {name: i for i, name in enumerate(GENDERS)}
 # Planted order-3 effects: segments whose click rate no pair of fields explains.
 PLANTED_TRIPLES = (
-    ("f", "25-34", "beauty", 1.2),
-    ("m", "18-24", "games", 1.0),
-    ("f", "35-44", "kids", 1.0),
-    ("m", "45-54", "auto", 1.0),
-    ("m", "25-34", "finance", 0.8),
-    ("f", "55-64", "health", 0.9),
+    ("f", "25-34", "beauty", 1.6),
+    ("m", "18-24", "games", 1.4),
+    ("f", "35-44", "kids", 1.4),
+    ("m", "45-54", "auto", 1.4),
+    ("m", "25-34", "finance", 1.2),
+    ("f", "55-64", "health", 1.3),
+    ("m", "65+", "news", 1.2),
+    ("f", "18-24", "fashion", 1.4),
 )
 
 
@@ -183,7 +185,7 @@ class World:
         return table
 
     def _gender_age_category(self) -> np.ndarray:
-        table = self._rng.normal(0.0, 0.35, (len(GENDERS), len(AGES), len(CATEGORIES)))
+        table = self._rng.normal(0.0, 0.45, (len(GENDERS), len(AGES), len(CATEGORIES)))
         for gender, age, category, effect in PLANTED_TRIPLES:
             table[_GENDER[gender], _AGE[age], _CAT[category]] += effect
         return table
