@@ -68,10 +68,10 @@ class InMemoryEmbeddings:
 
     def _peek(self, ids: torch.Tensor) -> torch.Tensor:
         keys = ids.tolist()
-        slots = [self._slots.get(i, -1) for i in keys]
-        known = torch.tensor([max(s, 0) for s in slots], dtype=torch.int64, device=self._device)
+        slots = list(map(self._slots.get, keys))
+        unknown = [i for i, s in enumerate(slots) if s is None]
+        known = torch.tensor([s or 0 for s in slots], dtype=torch.int64, device=self._device)
         rows = self._slab.index_select(0, known)
-        unknown = [i for i, s in enumerate(slots) if s < 0]
         if unknown:
             fresh = initial_rows(
                 np.array([keys[i] for i in unknown], dtype=np.int64), self._layout, self._seed
@@ -88,14 +88,13 @@ class InMemoryEmbeddings:
 
     def _slots_for(self, ids: torch.Tensor) -> torch.Tensor:
         keys = ids.tolist()
-        get = self._slots.get
-        slots = [get(i, -1) for i in keys]
-        if -1 in slots:
+        slots: list[int | None] = list(map(self._slots.get, keys))
+        if None in slots:
             self._admit(keys, slots)
         return torch.tensor(slots, dtype=torch.int64, device=self._device)
 
-    def _admit(self, keys: list[int], slots: list[int]) -> None:
-        new = [i for i, s in enumerate(slots) if s < 0]
+    def _admit(self, keys: list[int], slots: list[int | None]) -> None:
+        new = [i for i, s in enumerate(slots) if s is None]
         first = len(self._slots)
         needed = first + len(new)
         if needed > self._slab.shape[0]:

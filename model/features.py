@@ -8,7 +8,9 @@ that won Criteo, floor(ln(v)^2) above 2) or kept as the paper's value-scaled
 field embedding (`scaled`: one id per field, x = sign(v) ln(1 + |v|)).
 
 The batch is flat, one entry per (example, field, value): `ids`, `x`, and
-`slot` = example * F + field, so that models pool with one `index_add`.
+`slot` = example * F + field. Single-valued fields come first, field-major
+(entry f * B + b), so models pool them with a reshape; multi-valued fields
+follow and are pooled with an `index_add`.
 """
 
 from __future__ import annotations
@@ -79,13 +81,17 @@ def infer_schema(
 
 @dataclass(frozen=True)
 class EncodedBatch:
-    """B examples over F fields as N flat entries; shapes: ids, x, slot are [N]."""
+    """B examples over F fields as N flat entries; shapes: ids, x, slot are [N].
+
+    The first `single_fields * B` entries are the single-valued fields, field-major.
+    """
 
     ids: np.ndarray
     x: np.ndarray
     slot: np.ndarray
     batch_size: int
     num_fields: int
+    single_fields: int
 
 
 def bucket_codes(values: np.ndarray) -> np.ndarray:
@@ -108,10 +114,15 @@ class FeatureEncoder:
 
     def __init__(self, schema: FeatureSchema) -> None:
         self.schema = schema
-        self._names = schema.names
-        self._cache: list[dict[Any, int]] = [{} for _ in schema.fields]
-        self._missing = [feature_id(f.name, MISSING) for f in schema.fields]
-        self._value_id = [feature_id(f.name, VALUE) for f in schema.fields]
+        # Field index order: single-valued fields, then multi-valued ones.
+        self.fields = tuple(f for f in schema.fields if f.kind != "multi") + tuple(
+            f for f in schema.fields if f.kind == "multi"
+        )
+        self._single = sum(1 for f in self.fields if f.kind != "multi")
+        self._names = tuple(f.name for f in self.fields)
+        self._cache: list[dict[Any, int]] = [{} for _ in self.fields]
+        self._missing = [feature_id(f.name, MISSING) for f in self.fields]
+        self._value_id = [feature_id(f.name, VALUE) for f in self.fields]
 
     def encode(self, batch: Sequence[Mapping[str, Any]]) -> EncodedBatch:
         n_fields = len(self._names)
@@ -121,9 +132,7 @@ class FeatureEncoder:
         slot_cols: list[np.ndarray] = []
         rows = np.arange(b, dtype=np.int64) * n_fields
         ones = np.ones(b, dtype=np.float32)
-        for f, (spec, column) in enumerate(
-            zip(self.schema.fields, self._columns(batch), strict=True)
-        ):
+        for f, (spec, column) in enumerate(zip(self.fields, self._columns(batch), strict=True)):
             if spec.kind == "multi":
                 ids, x, row = self._multi(f, spec.name, column)
                 ids_cols.append(ids)
@@ -147,6 +156,7 @@ class FeatureEncoder:
             slot=np.concatenate(slot_cols),
             batch_size=b,
             num_fields=n_fields,
+            single_fields=self._single,
         )
 
     def _columns(self, batch: Sequence[Mapping[str, Any]]) -> list[Sequence[Any]]:

@@ -72,7 +72,10 @@ class OnlineTrainer:
                 f"{self.layout.describe()}"
             )
         self.model: CTRModel = build_model(model_config, num_fields, config.seed, self.device)
-        self.dense_optimizer = torch.optim.Adam(self.model.parameters(), lr=config.dense_lr)
+        # The fused kernel updates every dense tensor in one pass (CPU and CUDA).
+        self.dense_optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.dense_lr, fused=True
+        )
         self.examples_seen = 0
 
     def _gather(
@@ -89,6 +92,7 @@ class OnlineTrainer:
             example=torch.div(slot, batch.num_fields, rounding_mode="floor"),
             batch_size=batch.batch_size,
             num_fields=batch.num_fields,
+            single_fields=batch.single_fields,
         )
         return unique, rows, sparse
 
