@@ -1,0 +1,209 @@
+"""The impression-click join, pure and driven by event time.
+
+Each impression waits until its click arrives (label 1 at once, with
+`click_ts`) or until its attribution window `[ts, ts + window]` has closed
+(label 0). A window is closed once the watermark, the largest event time seen
+minus the allowed lateness, has passed its end: a click at exactly
+`ts + window` still counts. Exactly one labeled event leaves per impression id.
+
+Anomalies, all counted: a repeated impression id is ignored; repeated clicks
+count once; a click whose impression has not arrived waits `orphan_grace_ms`
+of event time for it and is then an orphan; a click after its window is late
+and comes out as a `LateClick` (a correction for the trainer). When more than
+`max_pending` impressions wait, the oldest is labeled 0 early (`evicted`).
+
+The core holds its state in memory; one core serves one partition.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, fields
+
+from stream.events import Click, Impression, LabeledEvent
+
+
+@dataclass(frozen=True)
+class JoinConfig:
+    window_ms: int = 30 * 60_000
+    allowed_lateness_ms: int = 10_000
+    orphan_grace_ms: int = 60_000
+    # How long a labeled id is remembered (event time after its window) to catch duplicate
+    # impressions and late clicks; a click later than that counts as an orphan.
+    retention_ms: int = 6 * 60 * 60_000
+    max_pending: int = 2_000_000
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) < 0:
+                raise ValueError(f"join.{f.name} must be >= 0, got {getattr(self, f.name)}")
+        if self.max_pending < 1:
+            raise ValueError(f"join.max_pending must be >= 1, got {self.max_pending}")
+
+
+@dataclass(frozen=True, slots=True)
+class LateClick:
+    """A click that arrived after its impression's window: the label stays 0."""
+
+    id: str
+    ts: int
+    click_ts: int
+
+
+@dataclass
+class JoinStats:
+    impressions: int = 0
+    clicks: int = 0
+    labels_positive: int = 0
+    labels_negative: int = 0
+    duplicate_impressions: int = 0
+    duplicate_clicks: int = 0
+    late_clicks: int = 0
+    orphan_clicks: int = 0
+    evicted: int = 0
+
+
+Output = LabeledEvent | LateClick
+
+
+class JoinerCore:
+    def __init__(self, config: JoinConfig) -> None:
+        self.config = config
+        self.stats = JoinStats()
+        self._max_ts: int | None = None
+        self._pending: dict[str, Impression] = {}
+        self._closing: list[tuple[int, str]] = []  # (window end, id)
+        self._waiting: dict[str, int] = {}  # clicks before their impression: id -> click ts
+        self._orphaning: list[tuple[int, str]] = []
+        self._done: dict[str, tuple[int, int]] = {}  # labeled id -> (label, impression ts)
+        self._forgetting: list[tuple[int, str]] = []
+        self._late_ids: set[str] = set()  # ids whose late click was already reported
+
+    @property
+    def watermark(self) -> int | None:
+        if self._max_ts is None:
+            return None
+        return self._max_ts - self.config.allowed_lateness_ms
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def impression(self, imp: Impression) -> list[Output]:
+        self.stats.impressions += 1
+        self._see(imp.ts)
+        if imp.id in self._pending or imp.id in self._done:
+            self.stats.duplicate_impressions += 1
+            return self._advance()
+        out: list[Output] = []
+        click_ts = self._waiting.pop(imp.id, None)
+        if click_ts is not None and click_ts - imp.ts <= self.config.window_ms:
+            out.append(self._label(imp, click_ts))
+        else:
+            if click_ts is not None:
+                self._late(out, imp.id, imp.ts, click_ts)
+            self._pending[imp.id] = imp
+            heapq.heappush(self._closing, (imp.ts + self.config.window_ms, imp.id))
+            if len(self._pending) > self.config.max_pending:
+                out.extend(self._evict_oldest())
+        out.extend(self._advance())
+        return out
+
+    def click(self, click: Click) -> list[Output]:
+        self.stats.clicks += 1
+        self._see(click.ts)
+        out: list[Output] = []
+        imp = self._pending.get(click.id)
+        if imp is not None:
+            if click.ts - imp.ts <= self.config.window_ms:
+                del self._pending[click.id]
+                out.append(self._label(imp, click.ts))
+            else:
+                self._late(out, imp.id, imp.ts, click.ts)
+        elif click.id in self._done:
+            label, imp_ts = self._done[click.id]
+            if label == 1:
+                self.stats.duplicate_clicks += 1
+            else:
+                self._late(out, click.id, imp_ts, click.ts)
+        elif click.id in self._waiting:
+            self.stats.duplicate_clicks += 1
+            self._waiting[click.id] = min(self._waiting[click.id], click.ts)
+        else:
+            self._waiting[click.id] = click.ts
+            heapq.heappush(self._orphaning, (click.ts + self.config.orphan_grace_ms, click.id))
+        out.extend(self._advance())
+        return out
+
+    def advance_to(self, event_ts: int) -> list[Output]:
+        """Moves event time on without a record (an idle partition's wall-clock timeout)."""
+        self._see(event_ts)
+        return self._advance()
+
+    def flush(self) -> list[Output]:
+        """End of input: closes every window and turns every waiting click into an orphan."""
+        out = [self._close(self._pending[i]) for _, i in sorted(self._closing)
+               if i in self._pending]  # fmt: skip
+        self._closing.clear()
+        self.stats.orphan_clicks += len(self._waiting)
+        self._waiting.clear()
+        self._orphaning.clear()
+        self._late_ids.clear()
+        return out
+
+    def _see(self, ts: int) -> None:
+        if self._max_ts is None or ts > self._max_ts:
+            self._max_ts = ts
+
+    def _advance(self) -> list[Output]:
+        mark = self.watermark
+        if mark is None:
+            return []
+        out: list[Output] = []
+        while self._closing and self._closing[0][0] < mark:
+            _, rid = heapq.heappop(self._closing)
+            imp = self._pending.get(rid)
+            if imp is not None:
+                out.append(self._close(imp))
+        while self._orphaning and self._orphaning[0][0] < mark:
+            _, rid = heapq.heappop(self._orphaning)
+            if self._waiting.pop(rid, None) is not None:
+                self.stats.orphan_clicks += 1
+        while self._forgetting and self._forgetting[0][0] < mark:
+            rid = heapq.heappop(self._forgetting)[1]
+            self._done.pop(rid, None)
+            self._late_ids.discard(rid)
+        return out
+
+    def _label(self, imp: Impression, click_ts: int) -> LabeledEvent:
+        self.stats.labels_positive += 1
+        self._remember(imp, 1)
+        return LabeledEvent(imp.id, imp.ts, 1, click_ts, imp.features)
+
+    def _close(self, imp: Impression) -> LabeledEvent:
+        del self._pending[imp.id]
+        self.stats.labels_negative += 1
+        self._remember(imp, 0)
+        return LabeledEvent(imp.id, imp.ts, 0, None, imp.features)
+
+    def _remember(self, imp: Impression, label: int) -> None:
+        self._done[imp.id] = (label, imp.ts)
+        forget_at = imp.ts + self.config.window_ms + self.config.retention_ms
+        heapq.heappush(self._forgetting, (forget_at, imp.id))
+
+    def _late(self, out: list[Output], rid: str, imp_ts: int, click_ts: int) -> None:
+        if rid in self._late_ids:
+            self.stats.duplicate_clicks += 1
+            return
+        self._late_ids.add(rid)
+        self.stats.late_clicks += 1
+        out.append(LateClick(rid, imp_ts, click_ts))
+
+    def _evict_oldest(self) -> list[Output]:
+        while self._closing:
+            _, rid = heapq.heappop(self._closing)
+            imp = self._pending.get(rid)
+            if imp is not None:
+                self.stats.evicted += 1
+                return [self._close(imp)]
+        return []
