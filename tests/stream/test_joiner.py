@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from stream.errors import RecordError
 from stream.events import Click, Impression, LabeledEvent, decode_click, decode_impression
 from stream.joiner import JoinConfig, JoinerCore, LateClick, Output
@@ -116,7 +117,7 @@ def test_flush_closes_everything() -> None:
 
 
 def test_negative_settings_are_rejected() -> None:
-    with pytest.raises(ValueError, match="join.window_ms must be >= 0"):
+    with pytest.raises(ValueError, match=r"join\.window_ms must be >= 0"):
         JoinConfig(window_ms=-1)
 
 
