@@ -142,8 +142,9 @@ class JoinerCore:
 
     def flush(self) -> list[Output]:
         """End of input: closes every window and turns every waiting click into an orphan."""
-        out = [self._close(self._pending[i]) for _, i in sorted(self._closing)
-               if i in self._pending]  # fmt: skip
+        out: list[Output] = [
+            self._close(self._pending[i]) for _, i in sorted(self._closing) if i in self._pending
+        ]
         self._closing.clear()
         self.stats.orphan_clicks += len(self._waiting)
         self._waiting.clear()
