@@ -123,13 +123,23 @@ def test_negative_settings_are_rejected() -> None:
 
 def test_offline_join_of_simulated_traffic_equals_the_truth() -> None:
     """No missing, no extra, no wrong label: the joined labels are the simulator's."""
-    sim = SimulationConfig(seed=3, days=2, impressions_per_day=20_000, users=2_000, items=300,
-                           late_share=0.1, duplicate_click_rate=0.05,
-                           duplicate_impression_rate=0.02, orphan_click_rate=0.05,
-                           malformed_rate=0.01, ctr=0.1)  # fmt: skip
+    sim = SimulationConfig(
+        seed=3,
+        days=2,
+        impressions_per_day=20_000,
+        users=2_000,
+        items=300,
+        late_share=0.1,
+        duplicate_click_rate=0.05,
+        duplicate_impression_rate=0.02,
+        orphan_click_rate=0.05,
+        malformed_rate=0.01,
+        ctr=0.1,
+    )
     # Retention past the longest click delay, so every late click is told from an orphan.
-    config = JoinConfig(window_ms=sim.window_ms, allowed_lateness_ms=sim.jitter_ms,
-                        retention_ms=2 * 86_400_000)  # fmt: skip
+    config = JoinConfig(
+        window_ms=sim.window_ms, allowed_lateness_ms=sim.jitter_ms, retention_ms=2 * 86_400_000
+    )
     core = JoinerCore(config)
     joined: dict[str, int] = {}
     truth: dict[str, int] = {}
@@ -138,8 +148,11 @@ def test_offline_join_of_simulated_traffic_equals_the_truth() -> None:
         truth.update(zip(day.truth.ids, day.truth.label.astype(int).tolist(), strict=True))
         for r in day.records:
             try:
-                out = (core.impression(decode_impression(r.value)) if r.topic == "impressions"
-                       else core.click(decode_click(r.value)))  # fmt: skip
+                out = (
+                    core.impression(decode_impression(r.value))
+                    if r.topic == "impressions"
+                    else core.click(decode_click(r.value))
+                )
             except RecordError:
                 malformed += 1
                 continue
