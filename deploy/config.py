@@ -135,7 +135,7 @@ def _build(raw: Mapping[str, tuple[Any, str]], kafka_options: dict[str, Any]) ->
     for attr, cls in parts.items():
         try:
             built[attr] = cls(**values.get(attr, {}))
-        except (ConfigError, StreamError) as exc:
+        except (ConfigError, StreamError, ValueError) as exc:
             raise ConfigError(str(exc)) from exc
     return Settings(**built)
 

@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from deploy.errors import ConfigError
+from model.trainer import TrainerConfig
+from model.zoo import PAPER_NAMES, ModelConfig, canonical_name
+from stream.joiner import JoinConfig
 from stream.simulate import SimulationConfig
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -100,6 +103,79 @@ class SimulateOutput:
 
 
 @dataclass(frozen=True)
+class TrainSettings:
+    """`[train]`: which models learn and how (model hyper-parameters are section 3.3's)."""
+
+    models: str = "lr,fm,deepfm"
+    batch_size: int = 1024
+    device: str = "auto"
+    seed: int = 0
+    k: int = 10
+    hidden_layers: int = 3
+    neurons: int = 400
+    shape: str = "constant"
+    dropout_keep: float = 0.5
+    dense_lr: float = 1e-3
+    sparse_optimizer: str = ""
+    sparse_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"train.batch_size must be >= 1, got {self.batch_size}")
+        for name in self.model_names():
+            try:
+                canonical_name(name)
+            except ValueError as exc:
+                raise ConfigError(f"train.models: {exc}") from None
+        if self.shape not in ("constant", "increasing", "decreasing", "diamond"):
+            raise ConfigError(
+                "train.shape must be constant, increasing, decreasing or diamond, "
+                f"got {self.shape!r}"
+            )
+        if self.sparse_optimizer not in ("", "adagrad", "adam", "ftrl"):
+            raise ConfigError(
+                "train.sparse_optimizer must be adagrad, adam or ftrl, "
+                f"got {self.sparse_optimizer!r}"
+            )
+
+    def model_names(self) -> list[str]:
+        return [m.strip() for m in self.models.split(",") if m.strip()]
+
+    def model_configs(self) -> list[ModelConfig]:
+        try:
+            return [
+                ModelConfig(
+                    name=name,
+                    k=self.k,
+                    hidden_layers=self.hidden_layers,
+                    neurons=self.neurons,
+                    shape=self.shape,  # type: ignore[arg-type]
+                    dropout_keep=self.dropout_keep,
+                )
+                for name in self.model_names()
+            ]
+        except ValueError as exc:
+            raise ConfigError(f"invalid [train] model settings: {exc}") from exc
+
+    def trainer_config(self) -> TrainerConfig:
+        return TrainerConfig(
+            dense_lr=self.dense_lr,
+            sparse_optimizer=self.sparse_optimizer or None,
+            sparse_lr=self.sparse_lr or None,
+            device=self.device,
+            seed=self.seed,
+        )
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    repeat: int = 3
+    models: str = ",".join(PAPER_NAMES)
+    batches: str = "1024,4096"
+    steps: int = 12
+
+
+@dataclass(frozen=True)
 class Settings:
     log: LogSettings
     kafka: KafkaSettings
@@ -107,6 +183,9 @@ class Settings:
     broker: BrokerSettings
     simulate: SimulationConfig
     simulate_output: SimulateOutput
+    join: JoinConfig
+    train: TrainSettings
+    bench: BenchSettings
 
 
 # TOML table -> the dataclasses whose fields make up its keys, with the
@@ -117,4 +196,7 @@ SECTIONS: dict[str, tuple[tuple[str, type], ...]] = {
     "topics": (("topics", TopicSettings),),
     "broker": (("broker", BrokerSettings),),
     "simulate": (("simulate", SimulationConfig), ("simulate_output", SimulateOutput)),
+    "join": (("join", JoinConfig),),
+    "train": (("train", TrainSettings),),
+    "bench": (("bench", BenchSettings),),
 }

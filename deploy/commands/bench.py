@@ -26,31 +26,28 @@ from deploy.bench_train import (
 )
 from deploy.commands.common import SIMULATION
 from deploy.config import Option
-from deploy.settings import Settings
+from deploy.errors import ConfigError
+from deploy.settings import BenchSettings, Settings
 from deploy.simulate import run_simulation
 from model.features import FeatureEncoder
-from model.zoo import PAPER_NAMES, canonical_name
+from model.zoo import canonical_name
 from stream.files import JsonlRecordSink
 from stream.simulate.truth import TruthWriter
 
 log = logging.getLogger(__name__)
 NAME = "bench"
 HELP = "run a benchmark and print its figures as JSON"
-OPTIONS: list[Option] = [*SIMULATION]
+OPTIONS: list[Option] = [
+    *SIMULATION,
+    Option("bench.repeat", "--repeat", "runs to take the median of"),
+    Option("bench.models", "--bench-models", "train: comma-separated models"),
+    Option("bench.batches", "--batches", "train: comma-separated batch sizes"),
+    Option("bench.steps", "--steps", "train: timed steps per model and batch size"),
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=["simulate", "train", "encode"], help="what to benchmark")
-    parser.add_argument("--repeat", type=int, default=3, help="runs to take the median of")
-    parser.add_argument(
-        "--models",
-        default=",".join(PAPER_NAMES),
-        help="train: comma-separated models (default: the paper's nine)",
-    )
-    parser.add_argument("--batches", default="1024,4096", help="train: batch sizes")
-    parser.add_argument(
-        "--steps", type=int, default=12, help="train: timed steps per model and batch"
-    )
 
 
 class _Never:
@@ -104,11 +101,14 @@ def bench_simulate(settings: Settings, repeat: int) -> dict[str, Any]:
     }
 
 
-def bench_train(args: argparse.Namespace) -> dict[str, Any]:
+def bench_train(cfg: BenchSettings) -> dict[str, Any]:
     """Examples/s per model at the paper's settings, against the machine's matmul ceiling."""
-    models = [canonical_name(m) for m in args.models.split(",") if m]
-    sizes = [int(b) for b in args.batches.split(",") if b]
-    steps = args.steps + 3
+    try:
+        models = [canonical_name(m) for m in cfg.models.split(",") if m]
+        sizes = [int(b) for b in cfg.batches.split(",") if b]
+    except ValueError as exc:
+        raise ConfigError(f"bench.models / bench.batches: {exc}") from exc
+    steps = cfg.steps + 3
     events, labels = criteo_like_events(max(sizes) * steps)
     encoder = FeatureEncoder(CRITEO_SCHEMA)
     ceiling = matmul_gflops()
@@ -137,16 +137,17 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    repeat = max(1, settings.bench.repeat)
     if args.what == "simulate":
-        result = bench_simulate(settings, max(1, args.repeat))
+        result = bench_simulate(settings, repeat)
     elif args.what == "encode":
         events, _ = criteo_like_events(50_000)
         result = {
             "benchmark": "encode",
-            **bench_encode(events, repeat=max(1, args.repeat)),
+            **bench_encode(events, repeat=repeat),
             "load_avg_1m": round(os.getloadavg()[0], 2),
         }
     else:
-        result = bench_train(args)
+        result = bench_train(settings.bench)
     print(json.dumps(result, indent=2), flush=True)
     return 0

@@ -51,3 +51,33 @@ SIMULATE_OUTPUT = [
         "event time runs this many times faster than the wall clock; 0 = as fast as possible",
     ),
 ]
+
+TRAIN = [
+    Option(
+        "train.models",
+        "--models",
+        "comma-separated models: lr, fm, fnn, ipnn, opnn, pnn_star, lr_dnn, fm_dnn, deepfm",
+    ),
+    Option("train.batch_size", "--batch-size", "events per training step"),
+    Option("train.device", "--device", "auto (CUDA when present), cpu, cuda or cuda:N"),
+    Option("train.seed", "--train-seed", "seed of the dense weights, embeddings and dropout"),
+    Option("train.k", "--k", "latent vector size"),
+    Option("train.hidden_layers", "--hidden-layers", "hidden layers of the DNN"),
+    Option("train.neurons", "--neurons", "neurons per hidden layer (on average, for a shape)"),
+    Option("train.shape", "--shape", "network shape: constant, increasing, decreasing, diamond"),
+    Option(
+        "train.dropout_keep",
+        "--dropout-keep",
+        "the paper's dropout: probability that a neuron is KEPT (torch uses 1 - this)",
+    ),
+    Option("train.dense_lr", "--dense-lr", "Adam learning rate of the dense weights"),
+    Option(
+        "train.sparse_optimizer",
+        "--sparse-optimizer",
+        "per-row optimizer of embedding rows: adagrad, adam, ftrl (empty: FTRL for LR, "
+        "Adagrad otherwise)",
+    ),
+    Option(
+        "train.sparse_lr", "--sparse-lr", "learning rate of the per-row optimizer (0: its default)"
+    ),
+]

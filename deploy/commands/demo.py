@@ -1,25 +1,35 @@
-"""`fmstream demo`: the main job on simulated traffic, no services needed.
+"""`fmstream demo`: the main job, offline on simulated traffic, no services needed.
 
-It simulates the configured days to files and prints each day's traffic and
-the best score any model can reach on it (the Bayes-optimal AUC and logloss).
+It simulates the configured days (also written to files, with the truth), joins
+impressions and clicks with the joiner core, trains the configured models in
+one online pass over every day but the last, and prints their next-day holdout
+table on the last day beside the Bayes-optimal score.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
-from deploy.commands.common import SIMULATE_OUTPUT, SIMULATION
-from deploy.commands.simulate import simulate
+import numpy as np
+
+from deploy.commands.common import SIMULATE_OUTPUT, SIMULATION, TRAIN
 from deploy.config import Option
+from deploy.errors import ConfigError
+from deploy.offline import OfflineRun, format_report, run_days
 from deploy.settings import Settings
-from deploy.simulate import format_days
+from stream.files import JsonlRecordSink
+from stream.simulate import DayTraffic, Simulator
+from stream.simulate.truth import TruthWriter
 
 NAME = "demo"
-HELP = "run the main job offline: simulate traffic to files and report its Bayes-optimal scores"
-OPTIONS: list[Option] = [*SIMULATION, *SIMULATE_OUTPUT]
+HELP = "run the main job offline: simulate, join, train, report the next-day holdout"
+OPTIONS: list[Option] = [*SIMULATION, *SIMULATE_OUTPUT, *TRAIN]
 DEFAULT_OUT = Path("runs/demo")
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,14 +37,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    output = settings.simulate_output
-    if output.out is None:
-        output = dataclasses.replace(output, out=DEFAULT_OUT)
-        settings = dataclasses.replace(settings, simulate_output=output)
-    summaries = simulate(settings)
-    print(
-        f"simulated {len(summaries)} days into {output.out}/ (impressions.jsonl, clicks.jsonl, "
-        f"truth.csv, simulation.json)"
+    sim = settings.simulate
+    if sim.days < 2:
+        raise ConfigError("simulate.days must be >= 2 for the demo: one to learn, one to hold out")
+    out = settings.simulate_output.out or DEFAULT_OUT
+    # The join window is the simulated world's; lateness covers its delivery jitter.
+    join = dataclasses.replace(
+        settings.join,
+        window_ms=sim.window_ms,
+        allowed_lateness_ms=max(settings.join.allowed_lateness_ms, sim.jitter_ms),
     )
-    print(format_days(summaries), flush=True)
+    offline = OfflineRun(
+        settings.train.model_configs(),
+        settings.train.trainer_config(),
+        join,
+        start_ms=sim.start_ms,
+        holdout_day=sim.days - 1,
+        batch_size=settings.train.batch_size,
+    )
+    sink, truth = JsonlRecordSink(out), TruthWriter(out / "truth.csv")
+    try:
+        simulator = Simulator(sim)
+        days = _tee_truth(simulator.run(), truth)
+        p_label = run_days(days, offline, sink.write)
+    finally:
+        sink.close()
+        truth.close()
+    report = offline.finish(lambda ids: np.array([p_label[i] for i in ids]))
+    print(
+        f"simulated {sim.days} days x {sim.impressions_per_day} impressions into {out}/; "
+        f"trained on days 0-{sim.days - 2} with join window {join.window_ms} ms"
+    )
+    print(format_report(report), flush=True)
     return 0
+
+
+def _tee_truth(days: Iterator[DayTraffic], truth: TruthWriter) -> Iterator[DayTraffic]:
+    for day in days:
+        truth.write(day.truth)
+        yield day

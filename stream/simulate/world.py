@@ -248,7 +248,7 @@ class World:
     def drift(self) -> None:
         """Moves the world one day on: tastes wander, items age, new items appear."""
         rng = self._rng
-        self.category_effect += rng.normal(0.0, 0.12, len(CATEGORIES))
+        self.category_effect += rng.normal(0.0, 0.06, len(CATEGORIES))
         self.items.log_popularity += rng.normal(-0.05, 0.25, len(self.items.log_popularity))
         if self._new_items:
             self.items.extend(self._make_items(self._new_items, mean_popularity=0.5))
