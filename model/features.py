@@ -15,6 +15,7 @@ follow and are pooled with an `index_add`.
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,7 @@ from model.hashing import MISSING, VALUE, feature_id, feature_ids
 Kind = Literal["categorical", "continuous", "multi"]
 ContinuousMode = Literal["bucket", "scaled"]
 _CACHE_LIMIT = 1 << 20
+_UNSEEN = -(1 << 63)
 
 
 @dataclass(frozen=True)
@@ -169,16 +171,24 @@ class FeatureEncoder:
                 ]
             except KeyError:
                 pass
-        return [[features.get(name) for features in batch] for name in names]
+        # Some field missing somewhere: one C-level map per event instead.
+        return list(zip(*[tuple(map(features.get, names)) for features in batch], strict=True)) or [
+            () for _ in names
+        ]
 
     def _categorical(self, f: int, name: str, column: Sequence[Any]) -> np.ndarray:
+        n = len(column)
         try:
-            ids = list(map(self._cache[f].get, column))
+            # A miss reads as _UNSEEN, an id no value hashes to in practice (p = 2^-64).
+            ids = np.fromiter(
+                map(self._cache[f].get, column, itertools.repeat(_UNSEEN, n)), np.int64, n
+            )
         except TypeError:  # an unhashable value: a list or a dict
-            ids = [None] * len(column)
-        if None in ids:
-            self._fill(f, name, column, ids)
-        return np.array(ids, dtype=np.int64)
+            ids = np.full(n, _UNSEEN, dtype=np.int64)
+        misses = np.flatnonzero(ids == _UNSEEN)
+        if len(misses):
+            self._fill(f, name, column, ids, misses)
+        return ids
 
     def _buckets(self, f: int, name: str, codes: np.ndarray) -> np.ndarray:
         # Few distinct buckets per batch: hash those, then gather.
@@ -187,13 +197,14 @@ class FeatureEncoder:
         ids[uniq == -1] = self._missing[f]
         return ids[inverse]
 
-    def _fill(self, f: int, name: str, column: Sequence[Any], ids: list[int | None]) -> None:
+    def _fill(
+        self, f: int, name: str, column: Sequence[Any], ids: np.ndarray, misses: np.ndarray
+    ) -> None:
         cache = self._cache[f]
         if len(cache) > _CACHE_LIMIT:
             cache.clear()
-        for i, v in enumerate(column):
-            if ids[i] is not None:
-                continue
+        for i in misses.tolist():
+            v = column[i]
             if v is None:
                 ids[i] = self._missing[f]
                 continue
