@@ -6,11 +6,13 @@ a new, empty cluster. Production points `kafka.bootstrap_servers` at Kafka.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -26,6 +28,7 @@ from stream.kafka.admin import ensure_topics
 from stream.kafka.options import ClientOptions
 
 log = logging.getLogger(__name__)
+_PR_SET_PDEATHSIG = 1
 
 
 def find_binary() -> str:
@@ -58,6 +61,12 @@ def _check_port_free(host: str, port: int) -> None:
                 f"cannot start the broker on {host}:{port}: the port is in use ({exc.strerror}); "
                 "stop whatever listens there or choose another port with --port"
             ) from exc
+
+
+def _die_with_parent() -> None:
+    # A broker outliving a SIGKILLed parent would hold its port and memory forever.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _accepts_connections(host: str, port: int) -> bool:
@@ -118,6 +127,7 @@ class EmbeddedBroker:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         try:
             self._wait_ready()

@@ -154,3 +154,27 @@ def test_broker_command_creates_topics_and_stops_cleanly_on_sigterm() -> None:
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
+
+
+def test_broker_child_dies_with_a_killed_parent() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [FMSTREAM, "broker", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert "broker ready" in proc.stdout.readline()
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+                return  # the Tansu child is gone: its port is free
+            except OSError:
+                time.sleep(0.1)
+    raise AssertionError(f"the broker child still holds port {port} after its parent was killed")
