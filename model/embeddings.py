@@ -18,7 +18,9 @@ from model.rows import RowLayout, initial_rows
 
 class EmbeddingSource(Protocol):
     @property
-    def layout(self) -> RowLayout: ...
+    def row_width(self) -> int:
+        """Floats per row: the layout's parameters and optimizer state."""
+        ...
 
     def lookup(self, ids: torch.Tensor, create: bool = True) -> torch.Tensor:
         """Rows [U, layout.width] on the trainer's device for unique int64 `ids` [U].
@@ -55,6 +57,10 @@ class InMemoryEmbeddings:
     @property
     def layout(self) -> RowLayout:
         return self._layout
+
+    @property
+    def row_width(self) -> int:
+        return self._layout.width
 
     def __len__(self) -> int:
         return len(self._slots)

@@ -86,10 +86,10 @@ class OnlineTrainer:
             if source is not None
             else InMemoryEmbeddings(self.layout, config.seed, self.device)
         )
-        if self.source.layout != self.layout:
+        if self.source.row_width != self.layout.width:
             raise ValueError(
-                f"embedding source rows {self.source.layout.describe()} do not match the model's "
-                f"{self.layout.describe()}"
+                f"embedding source rows have width {self.source.row_width}; the model's rows "
+                f"{self.layout.describe()} need {self.layout.width}"
             )
         self.model: CTRModel = build_model(model_config, num_fields, config.seed, self.device)
         # The fused kernel updates every dense tensor in one pass (CPU and CUDA).

@@ -138,5 +138,5 @@ def test_rows_carry_their_optimizer_state_and_start_from_the_id() -> None:
 
 def test_a_source_with_another_layout_is_refused() -> None:
     other = InMemoryEmbeddings(RowLayout(1, 1, 8, SparseAdagrad()))
-    with pytest.raises(ValueError, match="do not match the model"):
+    with pytest.raises(ValueError, match="the model's rows"):
         OnlineTrainer(ModelConfig(name="fm", k=4), 3, TrainerConfig(), source=other)

@@ -1,0 +1,32 @@
+"""RocksDB settings as one frozen object that translates itself into rocksdict's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rocksdict import BlockBasedOptions, Cache, DBCompressionType, Options
+
+
+@dataclass(frozen=True)
+class RocksOptions:
+    block_cache_mb: int = 256
+    write_buffer_mb: int = 64
+    compression: str = "lz4"
+
+    def to_options(self) -> Options:
+        opts = Options(raw_mode=True)
+        opts.create_if_missing(True)
+        opts.set_write_buffer_size(self.write_buffer_mb << 20)
+        table = BlockBasedOptions()
+        table.set_block_cache(Cache(self.block_cache_mb << 20))
+        opts.set_block_based_table_factory(table)
+        kinds = {
+            "none": DBCompressionType.none(),
+            "lz4": DBCompressionType.lz4(),
+            "zstd": DBCompressionType.zstd(),
+            "snappy": DBCompressionType.snappy(),
+        }
+        if self.compression not in kinds:
+            raise ValueError(f"unknown compression {self.compression!r}; choose {sorted(kinds)}")
+        opts.set_compression_type(kinds[self.compression])
+        return opts

@@ -1,0 +1,136 @@
+"""Embedding rows in RocksDB: id -> packed float32 row, plus the input position they reflect.
+
+Keys are a one-byte table prefix and the id as a big-endian u64; a row's
+weights and its optimizer state are one value, and `write` puts every row of a
+step and the input position in one WriteBatch, so a crash leaves rows that all
+belong to one recorded position. The row width is recorded on creation and
+checked on every open.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+from rocksdict import AccessType, Checkpoint, Options, Rdict, WriteBatch
+
+from store.errors import StoreError, StoreLockedError, StoreSchemaError
+from store.options import RocksOptions
+
+ROW = b"r"
+_META = b"m:meta"
+_POSITION = b"m:position"
+FORMAT = 1
+
+
+def row_keys(ids: np.ndarray) -> list[bytes]:
+    raw = np.ascontiguousarray(ids, dtype=np.int64).view(np.uint64).astype(">u8").tobytes()
+    return [ROW + raw[i : i + 8] for i in range(0, len(raw), 8)]
+
+
+class RowStore:
+    """Rows of one width in one RocksDB directory (read-write, or read-only for snapshots)."""
+
+    def __init__(
+        self,
+        path: Path,
+        width: int,
+        options: RocksOptions | None = None,
+        read_only: bool = False,
+    ) -> None:
+        self.path = path
+        self.width = width
+        self.read_only = read_only
+        self._db = _open(path, (options or RocksOptions()).to_options(), read_only)
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        raw = self._db.get(_META)
+        if raw is None:
+            if self.read_only:
+                raise StoreSchemaError(f"{self.path} is not an fmstream row store (no metadata)")
+            self._db.put(_META, json.dumps({"format": FORMAT, "row_width": self.width}).encode())
+            return
+        meta = json.loads(raw)
+        if meta.get("format") != FORMAT or meta.get("row_width") != self.width:
+            raise StoreSchemaError(
+                f"the store at {self.path} holds rows of width {meta.get('row_width')} "
+                f"(format {meta.get('format')}), but this model needs width {self.width}: "
+                "point --store at another directory, or delete this one to start over"
+            )
+
+    def get(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows [U, width] of `ids` and a mask of which exist (missing rows are zeros)."""
+        try:
+            # A list key is a multi-get (rocksdict's stubs know only single keys).
+            values: list[bytes | None] = cast(Any, self._db)[row_keys(ids)]
+        except Exception as exc:
+            raise StoreError(f"reading {len(ids)} rows from {self.path} failed: {exc}") from exc
+        found = np.array([v is not None for v in values], dtype=bool)
+        rows = np.zeros((len(ids), self.width), dtype=np.float32)
+        if found.any():
+            packed = b"".join(v for v in values if v is not None)
+            rows[found] = np.frombuffer(packed, dtype="<f4").reshape(-1, self.width)
+        return rows, found
+
+    def write(
+        self, ids: np.ndarray, rows: np.ndarray, position: Mapping[str, Any] | None = None
+    ) -> None:
+        """Puts every row and (optionally) the input position they reflect atomically."""
+        packed = np.ascontiguousarray(rows, dtype="<f4")
+        if packed.shape != (len(ids), self.width):
+            raise StoreError(
+                f"rows of shape {packed.shape} do not fit {len(ids)} ids of width {self.width} "
+                f"in {self.path}"
+            )
+        data = packed.tobytes()
+        step = 4 * self.width
+        batch = WriteBatch(raw_mode=True)
+        for i, key in enumerate(row_keys(ids)):
+            batch.put(key, data[i * step : (i + 1) * step])
+        if position is not None:
+            batch.put(_POSITION, json.dumps(dict(position), sort_keys=True).encode())
+        try:
+            self._db.write(batch)
+        except Exception as exc:
+            raise StoreError(f"writing {len(ids)} rows to {self.path} failed: {exc}") from exc
+
+    def position(self) -> dict[str, Any] | None:
+        raw = self._db.get(_POSITION)
+        return None if raw is None else dict(json.loads(raw))
+
+    def count(self) -> int:
+        """Rows stored (a full scan; for tests and tools, not the hot path)."""
+        keys: Iterator[bytes] = cast(Any, self._db).keys(from_key=ROW)
+        return sum(1 for k in keys if k.startswith(ROW))
+
+    def checkpoint(self, dest: Path) -> None:
+        """A consistent copy (hard links) of everything written so far, at `dest`."""
+        if dest.exists():
+            raise StoreError(f"checkpoint destination {dest} already exists")
+        try:
+            Checkpoint(self._db).create_checkpoint(str(dest))
+        except Exception as exc:
+            raise StoreError(f"checkpointing {self.path} into {dest} failed: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _open(path: Path, options: Options, read_only: bool) -> Rdict:
+    if read_only and not path.exists():
+        raise StoreError(f"no store at {path}")
+    access = AccessType.read_only() if read_only else AccessType.read_write()
+    try:
+        return Rdict(str(path), options=options, access_type=access)
+    except Exception as exc:
+        text = str(exc)
+        if "lock" in text.lower():
+            raise StoreLockedError(
+                f"the store at {path} is open in another process or handle ({text}); "
+                "stop that trainer first, or give this one its own --store directory"
+            ) from exc
+        raise StoreError(f"cannot open the store at {path}: {text}") from exc

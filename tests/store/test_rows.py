@@ -1,0 +1,141 @@
+"""The RocksDB row store on a real RocksDB: persistence, atomicity, snapshots, errors."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from store.errors import StoreError, StoreSchemaError
+from store.rows import RowStore
+
+W = 6
+
+
+def _rows(n: int, value: float) -> np.ndarray:
+    return np.full((n, W), value, dtype=np.float32)
+
+
+def test_rows_and_position_survive_reopening(tmp_path: Path) -> None:
+    ids = np.array([5, -1, 2**63 - 1, -(2**63)], dtype=np.int64)
+    store = RowStore(tmp_path / "db", W)
+    store.write(ids, np.arange(4 * W, dtype=np.float32).reshape(4, W), {"impressions/0": 41})
+    store.close()
+    again = RowStore(tmp_path / "db", W)
+    rows, found = again.get(np.array([-1, 99, 5], dtype=np.int64))
+    assert found.tolist() == [True, False, True]
+    np.testing.assert_array_equal(rows[0], np.arange(W, 2 * W))
+    np.testing.assert_array_equal(rows[1], np.zeros(W))
+    assert again.position() == {"impressions/0": 41}
+    assert again.count() == 4
+    again.close()
+
+
+def test_another_row_width_is_refused_naming_the_path(tmp_path: Path) -> None:
+    RowStore(tmp_path / "db", W).close()
+    with pytest.raises(StoreSchemaError) as info:
+        RowStore(tmp_path / "db", W + 1)
+    message = str(info.value)
+    assert (
+        str(tmp_path / "db") in message and f"width {W}" in message and f"width {W + 1}" in message
+    )
+
+
+def test_a_store_open_elsewhere_is_a_clear_error(tmp_path: Path) -> None:
+    first = RowStore(tmp_path / "db", W)
+    code = (
+        "import pathlib; from store.rows import RowStore; "
+        f"RowStore(pathlib.Path({str(tmp_path / 'db')!r}), {W})"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0 and "StoreLockedError" in result.stderr
+    assert "is open in another process" in result.stderr
+    first.close()
+
+
+def test_garbage_in_the_directory_is_not_silently_reinitialized(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    RowStore(path, W).close()
+    for f in path.glob("*.log"):
+        f.write_bytes(b"\xff" * 64)
+    (path / "CURRENT").write_text("MANIFEST-999999\n")
+    with pytest.raises(StoreError, match=f"cannot open the store at {path}"):
+        RowStore(path, W)
+
+
+def test_checkpoint_is_isolated_from_later_writes_and_opens_read_only(tmp_path: Path) -> None:
+    store = RowStore(tmp_path / "db", W)
+    ids = np.array([1, 2], dtype=np.int64)
+    store.write(ids, _rows(2, 1.0), {"step": 1})
+    store.checkpoint(tmp_path / "snap")
+    store.write(ids, _rows(2, 2.0), {"step": 2})
+    store.write(np.array([3]), _rows(1, 2.0))
+    snap = RowStore(tmp_path / "snap", W, read_only=True)
+    rows, found = snap.get(np.array([1, 2, 3]))
+    assert found.tolist() == [True, True, False]
+    assert (rows[:2] == 1.0).all() and snap.position() == {"step": 1}
+    with pytest.raises(StoreError, match="already exists"):
+        store.checkpoint(tmp_path / "snap")
+    snap.close()
+    store.close()
+
+
+def test_rows_of_the_wrong_shape_are_refused(tmp_path: Path) -> None:
+    store = RowStore(tmp_path / "db", W)
+    with pytest.raises(StoreError, match="do not fit 2 ids of width 6"):
+        store.write(np.array([1, 2]), np.zeros((2, W + 1), dtype=np.float32))
+    store.close()
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys, numpy as np
+    from pathlib import Path
+    from store.rows import RowStore
+    store = RowStore(Path(sys.argv[1]), 6)
+    ids = np.arange(2000, dtype=np.int64)
+    start = (store.position() or {"step": 0})["step"]
+    print("ready", flush=True)
+    for step in range(start + 1, start + 100000):
+        # weights and optimizer state of every row carry the step that wrote them
+        store.write(ids, np.full((len(ids), 6), step, dtype=np.float32), {"step": step})
+    """
+)
+
+
+def test_kill_9_at_random_moments_leaves_rows_matching_the_recorded_position(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "db"
+    rng = random.Random(7)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    last = 0
+    for _ in range(10):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(path)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        store = RowStore(path, W)
+        position = store.position()
+        rows, found = store.get(np.arange(2000, dtype=np.int64))
+        store.close()
+        assert position is not None and found.all()
+        step = position["step"]
+        # Every row holds exactly the state written with the recorded position.
+        assert (rows == step).all(), (step, np.unique(rows))
+        assert step >= last
+        last = step
+    assert last > 0
