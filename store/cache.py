@@ -1,0 +1,169 @@
+"""A fixed-capacity hot-row cache on the training device in front of the row store.
+
+Rows live in one slab [capacity, width]; a dict maps id -> slot; CLOCK picks
+victims among slots the current batch does not use. Updates only touch the
+slab. A dirty victim moves to a write-back buffer (still readable), and
+`flush(position)` writes every dirty row, the write-back buffer and the input
+position in one WriteBatch, so the store only ever holds rows of recorded
+positions. Memory is bounded by the capacity plus what is evicted between
+flushes, not by the number of ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from store.errors import StoreError
+from store.rows import RowStore
+
+Initializer = Callable[[np.ndarray], np.ndarray]
+
+
+class CachedEmbeddings:
+    def __init__(
+        self,
+        store: RowStore,
+        initializer: Initializer,
+        capacity: int,
+        device: str = "cpu",
+    ) -> None:
+        self.store = store
+        self._init = initializer
+        self.capacity = capacity
+        self._device = torch.device(device)
+        self._slab = torch.zeros((capacity, store.width), dtype=torch.float32, device=self._device)
+        self._slot_of: dict[int, int] = {}
+        self._id_at = np.zeros(capacity, dtype=np.int64)
+        self._used = np.zeros(capacity, dtype=bool)
+        self._dirty = np.zeros(capacity, dtype=bool)
+        self._referenced = np.zeros(capacity, dtype=bool)
+        self._hand = 0
+        self._written_back: dict[int, np.ndarray] = {}
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def row_width(self) -> int:
+        return self.store.width
+
+    def lookup(self, ids: torch.Tensor, create: bool = True) -> torch.Tensor:
+        keys = ids.cpu().numpy()
+        if len(keys) > self.capacity:
+            raise StoreError(
+                f"a batch touches {len(keys)} rows but the cache at {self.store.path} holds "
+                f"{self.capacity}; raise the cache size or lower the batch size"
+            )
+        slots = np.fromiter(map(self._slot_of.get, keys.tolist(), [-1] * len(keys)), np.int64)
+        missing = slots < 0
+        self.hits += int((~missing).sum())
+        self.misses += int(missing.sum())
+        if not create and missing.any():
+            return self._peek(keys, slots, missing)
+        if missing.any():
+            slots[missing] = self._load(keys[missing], protect=slots[~missing])
+        self._referenced[slots] = True
+        index = torch.from_numpy(slots).to(self._device)
+        self._last = (ids, index)
+        return self._slab.index_select(0, index)
+
+    def update(self, ids: torch.Tensor, rows: torch.Tensor) -> None:
+        if self._last is not None and self._last[0] is ids:
+            index = self._last[1]
+        else:
+            slots = [self._slot_of.get(k) for k in ids.tolist()]
+            if None in slots:
+                raise StoreError(
+                    f"update of rows not in the cache of {self.store.path}: "
+                    "update() takes back rows from lookup()"
+                )
+            index = torch.tensor(slots, dtype=torch.int64, device=self._device)
+        self._slab.index_copy_(0, index, rows.to(self._device, torch.float32))
+        self._dirty[index.cpu().numpy()] = True
+
+    def flush(self, position: Mapping[str, Any] | None = None) -> int:
+        """Writes every changed row and `position` atomically; returns the rows written."""
+        dirty = np.flatnonzero(self._dirty)
+        ids = [self._id_at[dirty]]
+        rows = [self._slab[torch.from_numpy(dirty).to(self._device)].cpu().numpy()]
+        if self._written_back:
+            ids.append(np.fromiter(self._written_back, np.int64, len(self._written_back)))
+            rows.append(np.stack(list(self._written_back.values())))
+        all_ids, all_rows = np.concatenate(ids), np.concatenate(rows)
+        self.store.write(all_ids, all_rows, position)
+        self._dirty[:] = False
+        self._written_back.clear()
+        return len(all_ids)
+
+    def _peek(self, keys: np.ndarray, slots: np.ndarray, missing: np.ndarray) -> torch.Tensor:
+        """Rows for scoring: absent ones are read or initialized but never cached or stored."""
+        rows = np.empty((len(keys), self.store.width), dtype=np.float32)
+        rows[~missing] = self._slab[torch.from_numpy(slots[~missing])].cpu().numpy()
+        rows[missing], _ = self._read(keys[missing], take=False)
+        return torch.from_numpy(rows).to(self._device)
+
+    def _read(self, keys: np.ndarray, take: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Rows from the write-back buffer, else the store, else initial; and which existed."""
+        rows, found = self.store.get(keys)
+        for i, key in enumerate(keys.tolist()):
+            pending = self._written_back.pop(key, None) if take else self._written_back.get(key)
+            if pending is not None:
+                rows[i], found[i] = pending, True
+        if not found.all():
+            rows[~found] = self._init(keys[~found])
+        return rows, found
+
+    def _load(self, keys: np.ndarray, protect: np.ndarray) -> np.ndarray:
+        rows, found = self._read(keys, take=True)
+        slots = self._free_slots(len(keys), protect)
+        self._slab[torch.from_numpy(slots).to(self._device)] = torch.from_numpy(rows).to(
+            self._device
+        )
+        self._id_at[slots] = keys
+        self._used[slots] = True
+        # A row new to the store is dirty from the start: flush must persist it.
+        self._dirty[slots] = ~found
+        self._slot_of.update(zip(keys.tolist(), slots.tolist(), strict=True))
+        return slots
+
+    def _free_slots(self, n: int, protect: np.ndarray) -> np.ndarray:
+        free = np.flatnonzero(~self._used)[:n]
+        if len(free) == n:
+            return free
+        self._referenced[protect] = True
+        victims = self._clock(n - len(free), protect)
+        self._evict(victims)
+        return np.concatenate([free, victims])
+
+    def _clock(self, n: int, protect: np.ndarray) -> np.ndarray:
+        """CLOCK, vectorized: from the hand, the first unreferenced slots not in use by
+        this batch; the referenced slots the hand passes lose their bit."""
+        keep = ~self._used  # free slots are already handed out
+        keep[protect] = True
+        order = np.roll(np.arange(self.capacity), -self._hand)
+        open_ = ~keep[order]
+        candidates = order[open_ & ~self._referenced[order]]
+        if len(candidates) < n:
+            self._referenced[order[open_]] = False
+            candidates = order[open_]
+            chosen = candidates[:n]
+        else:
+            chosen = candidates[:n]
+            passed = order[: int(np.flatnonzero(order == chosen[-1])[0]) + 1]
+            self._referenced[passed[open_[: len(passed)]]] = False
+        self._hand = int((chosen[-1] + 1) % self.capacity)
+        return chosen
+
+    def _evict(self, slots: np.ndarray) -> None:
+        dirty = slots[self._dirty[slots]]
+        if len(dirty):
+            rows = self._slab[torch.from_numpy(dirty).to(self._device)].cpu().numpy()
+            self._written_back.update(zip(self._id_at[dirty].tolist(), rows, strict=True))
+        for key in self._id_at[slots].tolist():
+            del self._slot_of[key]
+        self._dirty[slots] = False
+        self._used[slots] = False

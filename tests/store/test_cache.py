@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from store.cache import CachedEmbeddings
+from store.errors import StoreError
+from store.rows import RowStore
+
+W = 3
+
+
+def _init(ids: np.ndarray) -> np.ndarray:
+    return np.repeat(ids.astype(np.float32)[:, None], W, axis=1)
+
+
+def _cache(tmp_path: Path, capacity: int = 4) -> CachedEmbeddings:
+    return CachedEmbeddings(RowStore(tmp_path / "db", W), _init, capacity=capacity)
+
+
+def _touch(cache: CachedEmbeddings, *ids: int, add: float = 0.0) -> torch.Tensor:
+    keys = torch.tensor(ids, dtype=torch.int64)
+    rows = cache.lookup(keys) + add
+    cache.update(keys, rows)
+    return rows
+
+
+def test_evicted_rows_come_back_with_their_latest_value(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    _touch(cache, 1, 2, add=10)
+    for i in range(3, 30):  # far more ids than slots
+        _touch(cache, i, add=1)
+    torch.testing.assert_close(
+        cache.lookup(torch.tensor([2, 1])), torch.tensor([[12.0] * W, [11.0] * W])
+    )
+    assert len(cache._slot_of) <= cache.capacity
+    assert cache.misses > cache.capacity
+
+
+def test_flush_writes_rows_and_position_together_and_only_then(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    for i in range(10):
+        _touch(cache, i, add=100)
+    assert cache.store.count() == 0  # nothing reaches RocksDB before a flush
+    written = cache.flush({"labeled/0": 99})
+    assert written == 10
+    rows, found = cache.store.get(np.arange(10))
+    assert found.all() and (rows == np.arange(10)[:, None] + 100).all()
+    assert cache.store.position() == {"labeled/0": 99}
+    assert cache.flush({"labeled/0": 100}) == 0  # nothing changed since
+
+
+def test_a_flushed_store_serves_a_new_cache(tmp_path: Path) -> None:
+    cache = _cache(tmp_path, capacity=8)
+    _touch(cache, 5, 6, add=1)
+    cache.flush({"step": 1})
+    cache.store.close()
+    again = CachedEmbeddings(RowStore(tmp_path / "db", W), _init, capacity=8)
+    torch.testing.assert_close(again.lookup(torch.tensor([6])), torch.tensor([[7.0] * W]))
+    assert again.store.position() == {"step": 1}
+
+
+def test_a_batch_larger_than_the_cache_is_a_clear_error(tmp_path: Path) -> None:
+    cache = _cache(tmp_path, capacity=4)
+    with pytest.raises(StoreError, match="a batch touches 5 rows but the cache"):
+        cache.lookup(torch.arange(5))
