@@ -23,9 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from model.embeddings import EmbeddingSource
 from model.features import EncodedBatch, FeatureEncoder, infer_schema
 from model.metrics import BinaryMetrics, StreamingMetrics, binary_metrics
-from model.trainer import OnlineTrainer, TrainerConfig
+from model.rows import RowLayout
+from model.trainer import OnlineTrainer, TrainerConfig, row_layout
 from model.zoo import ModelConfig
 from stream.errors import RecordError
 from stream.events import LabeledEvent, decode_click, decode_impression
@@ -34,6 +36,7 @@ from stream.simulate import DayTraffic, Record
 from stream.simulate.config import DAY_MS
 
 log = logging.getLogger(__name__)
+SourceFactory = Callable[[ModelConfig, RowLayout], EmbeddingSource | None]
 
 
 @dataclass
@@ -64,8 +67,10 @@ class OfflineRun:
         start_ms: int,
         holdout_day: int,
         batch_size: int = 1024,
+        source_for: SourceFactory | None = None,
     ) -> None:
         self.runs = [ModelRun(m) for m in models]
+        self._source_for = source_for
         self._trainer_config = trainer
         self.joiner = JoinerCore(join)
         self._start_ms = start_ms
@@ -122,7 +127,11 @@ class OfflineRun:
         batch, labels = self._encode(events)
         for run in self.runs:
             if run.trainer is None:
-                run.trainer = OnlineTrainer(run.config, batch.num_fields, self._trainer_config)
+                layout = row_layout(run.config, self._trainer_config)
+                source = self._source_for(run.config, layout) if self._source_for else None
+                run.trainer = OnlineTrainer(
+                    run.config, batch.num_fields, self._trainer_config, source=source
+                )
             start = time.perf_counter()
             run.progressive.update(labels, run.trainer.predict_proba_many(batch))
             run.trainer.learn_many(batch, labels)
@@ -139,6 +148,11 @@ class OfflineRun:
         if self._buffer:
             self._learn(self._buffer)
             self._buffer = []
+        for run in self.runs:
+            flush = getattr(run.trainer.source if run.trainer else None, "flush", None)
+            if flush is not None:
+                # The snapshot the holdout is scored with: every trained row, durably.
+                flush({"trained_events": run.trained})
         events = sorted(self._holdout, key=lambda e: e.ts)
         labels = np.array([e.label for e in events], dtype=np.float32)
         for run in self.runs:

@@ -118,8 +118,15 @@ class TrainSettings:
     dense_lr: float = 1e-3
     sparse_optimizer: str = ""
     sparse_lr: float = 0.0
+    store: str = "memory"
+    store_dir: Path | None = None
+    cache_rows: int = 1_000_000
 
     def __post_init__(self) -> None:
+        if self.store not in ("memory", "rocksdb"):
+            raise ConfigError(f"train.store must be memory or rocksdb, got {self.store!r}")
+        if self.cache_rows < 1:
+            raise ConfigError(f"train.cache_rows must be >= 1, got {self.cache_rows}")
         if self.batch_size < 1:
             raise ConfigError(f"train.batch_size must be >= 1, got {self.batch_size}")
         for name in self.model_names():

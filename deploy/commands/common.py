@@ -77,6 +77,13 @@ TRAIN = [
         "per-row optimizer of embedding rows: adagrad, adam, ftrl (empty: FTRL for LR, "
         "Adagrad otherwise)",
     ),
+    Option("train.store", "--store", "where embedding rows live: memory or rocksdb"),
+    Option(
+        "train.store_dir",
+        "--store-dir",
+        "directory of the RocksDB row stores, one per model (demo: OUT/store)",
+    ),
+    Option("train.cache_rows", "--cache-rows", "rows the hot-row cache holds on the device"),
     Option(
         "train.sparse_lr", "--sparse-lr", "learning rate of the per-row optimizer (0: its default)"
     ),

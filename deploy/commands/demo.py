@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from deploy.config import Option
 from deploy.errors import ConfigError
 from deploy.offline import OfflineRun, format_report, run_days
 from deploy.settings import Settings
+from deploy.sources import embedding_source
 from stream.files import JsonlRecordSink
 from stream.simulate import DayTraffic, Simulator
 from stream.simulate.truth import TruthWriter
@@ -54,7 +56,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         start_ms=sim.start_ms,
         holdout_day=sim.days - 1,
         batch_size=settings.train.batch_size,
+        source_for=lambda model, layout: embedding_source(
+            settings.train, layout, model.name, out / "store"
+        ),
     )
+    if settings.train.store == "rocksdb" and settings.train.store_dir is None:
+        # The demo's own store starts empty on every run, like its other files.
+        shutil.rmtree(out / "store", ignore_errors=True)
     sink, truth = JsonlRecordSink(out), TruthWriter(out / "truth.csv")
     try:
         simulator = Simulator(sim)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from deploy.cli import COMMANDS
+from store.rows import RowStore
 
 FMSTREAM = str(Path(sys.executable).parent / "fmstream")
 TINY = [
@@ -98,6 +99,28 @@ def test_demo_trains_and_reports_the_next_day_holdout(tmp_path: Path) -> None:
         assert 0.7 < calibration < 1.4
     assert "joined: 6000 labels" in text
     assert {p.name for p in out.iterdir()} >= {"impressions.jsonl", "clicks.jsonl", "truth.csv"}
+
+
+def test_demo_through_the_rocksdb_store_matches_the_in_memory_run(tmp_path: Path) -> None:
+    args = [*TINY, "--models", "fm", "--log-level", "WARNING"]
+    memory = _run("demo", "--out", str(tmp_path / "m"), *args)
+    rocks = _run(
+        "demo", "--out", str(tmp_path / "r"), *args, "--store", "rocksdb", "--cache-rows", "2000"
+    )
+    assert memory.returncode == 0 and rocks.returncode == 0, rocks.stderr
+
+    def table(text: str) -> list[list[str]]:
+        # Every metric column; the last one (training speed) naturally differs.
+        return [ln.split()[:6] for ln in text.splitlines() if ln.startswith(("FM ", "Bayes"))]
+
+    assert table(rocks.stdout) == table(memory.stdout)
+    store = RowStore(tmp_path / "r" / "store" / "fm", 1 + 10 + 11)  # w, V, Adagrad state
+    try:
+        assert store.count() > 500  # users, ads, contexts of 2 tiny days
+        position = store.position()
+        assert position is not None and position["trained_events"] == 3000
+    finally:
+        store.close()
 
 
 def test_demo_rejects_an_unknown_model() -> None:
