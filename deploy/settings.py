@@ -180,6 +180,9 @@ class BenchSettings:
     models: str = ",".join(PAPER_NAMES)
     batches: str = "1024,4096"
     steps: int = 12
+    store_rows: int = 10_000_000
+    cache_rows: int = 1_000_000
+    batch_unique_ids: int = 60_000
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from deploy.bench_store import bench_store, bench_training
 from deploy.bench_train import (
     CRITEO_SCHEMA,
     bench_encode,
@@ -43,11 +44,20 @@ OPTIONS: list[Option] = [
     Option("bench.models", "--bench-models", "train: comma-separated models"),
     Option("bench.batches", "--batches", "train: comma-separated batch sizes"),
     Option("bench.steps", "--steps", "train: timed steps per model and batch size"),
+    Option("bench.store_rows", "--store-rows", "store: rows in the RocksDB store"),
+    Option("bench.cache_rows", "--bench-cache-rows", "store: rows the hot-row cache holds"),
+    Option(
+        "bench.batch_unique_ids",
+        "--batch-unique-ids",
+        "store: unique ids of one batch (4,096 events x 39 fields has ~60k)",
+    ),
 ]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=["simulate", "train", "encode"], help="what to benchmark")
+    parser.add_argument(
+        "what", choices=["simulate", "train", "encode", "store"], help="what to benchmark"
+    )
 
 
 class _Never:
@@ -145,6 +155,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         result = {
             "benchmark": "encode",
             **bench_encode(events, repeat=repeat),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        }
+    elif args.what == "store":
+        cfg = settings.bench
+        result = {
+            **bench_store(cfg.store_rows, cfg.cache_rows, cfg.batch_unique_ids),
+            **bench_training(min(cfg.cache_rows, 1_000_000)),
             "load_avg_1m": round(os.getloadavg()[0], 2),
         }
     else:
