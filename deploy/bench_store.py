@@ -18,6 +18,7 @@ from model.rows import initial_rows
 from model.trainer import OnlineTrainer, TrainerConfig, row_layout
 from model.zoo import ModelConfig
 from store.cache import CachedEmbeddings
+from store.delta import apply_delta, export_delta
 from store.rows import RowStore
 
 _CHUNK = 100_000
@@ -68,8 +69,30 @@ def bench_store(rows: int, cache_rows: int, batch_ids: int) -> dict[str, Any]:
         start = time.perf_counter()
         store.checkpoint(Path(tmp) / "snapshot")
         out["checkpoint_s"] = round(time.perf_counter() - start, 3)
+        out.update(_bench_delta(store, Path(tmp), ids, init))
         store.close()
     return out
+
+
+def _bench_delta(
+    store: RowStore, tmp: Path, ids: np.ndarray, init: Any, changed: int = 100_000
+) -> dict[str, Any]:
+    """A delta of `changed` rows: export from the live store, apply onto the last snapshot."""
+    some = ids[:changed]
+    store.write(some, init(some) + 0.5, {"bench": 2})
+    start = time.perf_counter()
+    export_delta(store, tmp / "delta.npz")
+    export_s = time.perf_counter() - start
+    snapshot = RowStore(tmp / "snapshot", store.width)
+    start = time.perf_counter()
+    apply_delta(snapshot, tmp / "delta.npz")
+    apply_s = time.perf_counter() - start
+    snapshot.close()
+    return {
+        "delta_rows": changed,
+        "delta_export_s": round(export_s, 3),
+        "delta_apply_s": round(apply_s, 3),
+    }
 
 
 def bench_training(cache_rows: int, batches: int = 60, size: int = 1024) -> dict[str, Any]:

@@ -9,6 +9,7 @@ checked on every open.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ from store.errors import StoreError, StoreLockedError, StoreSchemaError
 from store.options import RocksOptions
 
 ROW = b"r"
+CHANGED = b"d"  # ids written since the last checkpoint: what a delta must carry
 _META = b"m:meta"
 _POSITION = b"m:position"
 FORMAT = 1
@@ -91,6 +93,7 @@ class RowStore:
         batch = WriteBatch(raw_mode=True)
         for i, key in enumerate(row_keys(ids)):
             batch.put(key, data[i * step : (i + 1) * step])
+            batch.put(CHANGED + key[1:], b"")
         if position is not None:
             batch.put(_POSITION, json.dumps(dict(position), sort_keys=True).encode())
         try:
@@ -101,6 +104,12 @@ class RowStore:
     def position(self) -> dict[str, Any] | None:
         raw = self._db.get(_POSITION)
         return None if raw is None else dict(json.loads(raw))
+
+    def changed_ids(self) -> np.ndarray:
+        """Ids written since the last checkpoint, in key order."""
+        keys: Iterator[bytes] = cast(Any, self._db).keys(from_key=CHANGED)
+        raw = b"".join(k[1:] for k in itertools.takewhile(lambda k: k[:1] == CHANGED, keys))
+        return np.frombuffer(raw, dtype=">u8").astype(np.uint64).view(np.int64)
 
     def count(self) -> int:
         """Rows stored (a full scan; for tests and tools, not the hot path)."""
@@ -113,6 +122,8 @@ class RowStore:
             raise StoreError(f"checkpoint destination {dest} already exists")
         try:
             Checkpoint(self._db).create_checkpoint(str(dest))
+            # The next delta starts here; no write can come between (one writer).
+            self._db.delete_range(CHANGED, CHANGED[:-1] + bytes([CHANGED[-1] + 1]))
         except Exception as exc:
             raise StoreError(f"checkpointing {self.path} into {dest} failed: {exc}") from exc
 

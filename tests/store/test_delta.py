@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from store.delta import apply_delta, export_delta
+from store.errors import StoreSchemaError
+from store.rows import RowStore
+
+W = 4
+
+
+def _all_rows(store: RowStore, ids: np.ndarray) -> np.ndarray:
+    rows, found = store.get(ids)
+    return np.where(found[:, None], rows, np.nan)
+
+
+def test_previous_snapshot_plus_delta_equals_a_full_snapshot(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    ids = np.arange(-500, 500, dtype=np.int64)
+    store = RowStore(tmp_path / "live", W)
+    store.write(ids, rng.random((len(ids), W), dtype=np.float32), {"offset": 10})
+    store.checkpoint(tmp_path / "snap1")
+    changed = rng.choice(ids, 120, replace=False)
+    new_ids = np.array([10_000, 10_001], dtype=np.int64)
+    store.write(changed, rng.random((len(changed), W), dtype=np.float32), {"offset": 15})
+    store.write(new_ids, np.ones((2, W), dtype=np.float32), {"offset": 20})
+    assert set(store.changed_ids().tolist()) == set(changed.tolist()) | {10_000, 10_001}
+
+    assert export_delta(store, tmp_path / "delta.npz") == 122
+    store.checkpoint(tmp_path / "snap2")
+    assert len(store.changed_ids()) == 0  # the next delta starts at snap2
+    store.close()
+
+    shutil.copytree(tmp_path / "snap1", tmp_path / "rebuilt")
+    rebuilt = RowStore(tmp_path / "rebuilt", W)
+    assert apply_delta(rebuilt, tmp_path / "delta.npz") == 122
+    full = RowStore(tmp_path / "snap2", W, read_only=True)
+    every = np.concatenate([ids, new_ids, np.array([777_777])])
+    np.testing.assert_array_equal(_all_rows(rebuilt, every), _all_rows(full, every))
+    assert rebuilt.position() == full.position() == {"offset": 20}
+    rebuilt.close()
+    full.close()
+
+
+def test_a_delta_of_another_width_is_refused(tmp_path: Path) -> None:
+    store = RowStore(tmp_path / "a", W)
+    store.write(np.array([1]), np.ones((1, W), dtype=np.float32), {"o": 1})
+    export_delta(store, tmp_path / "d.npz")
+    other = RowStore(tmp_path / "b", W + 2)
+    with pytest.raises(StoreSchemaError, match="has rows of width 4"):
+        apply_delta(other, tmp_path / "d.npz")
+    store.close()
+    other.close()
