@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from model.embeddings import EmbeddingSource
-from model.features import EncodedBatch, FeatureEncoder, infer_schema
+from model.features import EncodedBatch, FeatureEncoder, FieldSpec, infer_schema
 from model.metrics import BinaryMetrics, StreamingMetrics, binary_metrics
 from model.rows import RowLayout
-from model.trainer import OnlineTrainer, TrainerConfig, row_layout
+from model.trainer import IdFilter, OnlineTrainer, TrainerConfig, row_layout
 from model.zoo import ModelConfig
 from stream.errors import RecordError
 from stream.events import LabeledEvent, decode_click, decode_impression
@@ -37,6 +37,7 @@ from stream.simulate.config import DAY_MS
 
 log = logging.getLogger(__name__)
 SourceFactory = Callable[[ModelConfig, RowLayout], EmbeddingSource | None]
+FilterFactory = Callable[[tuple[FieldSpec, ...]], IdFilter | None]
 
 
 @dataclass
@@ -68,9 +69,11 @@ class OfflineRun:
         holdout_day: int,
         batch_size: int = 1024,
         source_for: SourceFactory | None = None,
+        filter_for: FilterFactory | None = None,
     ) -> None:
         self.runs = [ModelRun(m) for m in models]
         self._source_for = source_for
+        self._filter_for = filter_for
         self._trainer_config = trainer
         self.joiner = JoinerCore(join)
         self._start_ms = start_ms
@@ -129,8 +132,10 @@ class OfflineRun:
             if run.trainer is None:
                 layout = row_layout(run.config, self._trainer_config)
                 source = self._source_for(run.config, layout) if self._source_for else None
+                assert self._encoder is not None
+                id_filter = self._filter_for(self._encoder.fields) if self._filter_for else None
                 run.trainer = OnlineTrainer(
-                    run.config, batch.num_fields, self._trainer_config, source=source
+                    run.config, batch.num_fields, self._trainer_config, source, id_filter
                 )
             start = time.perf_counter()
             run.progressive.update(labels, run.trainer.predict_proba_many(batch))

@@ -121,8 +121,15 @@ class TrainSettings:
     store: str = "memory"
     store_dir: Path | None = None
     cache_rows: int = 1_000_000
+    admit_after: int = 1
+    sketch_width: int = 1 << 22
 
     def __post_init__(self) -> None:
+        if self.admit_after < 1 or self.sketch_width < 1:
+            raise ConfigError(
+                f"train.admit_after and train.sketch_width must be >= 1, "
+                f"got {self.admit_after} and {self.sketch_width}"
+            )
         if self.store not in ("memory", "rocksdb"):
             raise ConfigError(f"train.store must be memory or rocksdb, got {self.store!r}")
         if self.cache_rows < 1:

@@ -3,16 +3,31 @@ the hot-row cache (`store/`), one store directory per model."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+
+import numpy as np
 
 from deploy.errors import ConfigError
 from deploy.settings import TrainSettings
 from model.embeddings import EmbeddingSource
+from model.features import FieldSpec
+from model.hashing import DEFAULT, feature_id
 from model.rows import RowLayout, initial_rows
 from model.trainer import resolve_device
+from store.admission import Admission, CountMinSketch
 from store.cache import CachedEmbeddings
 from store.rows import RowStore
+
+
+def admission_for(train: TrainSettings, fields: Sequence[FieldSpec]) -> Admission | None:
+    """Admission after `admit_after` sightings (every field alike); None admits at once."""
+    if train.admit_after <= 1:
+        return None
+    defaults = np.array([feature_id(f.name, DEFAULT) for f in fields], dtype=np.int64)
+    thresholds = np.full(len(fields), train.admit_after, dtype=np.int64)
+    return Admission(thresholds, defaults, CountMinSketch(train.sketch_width, seed=train.seed))
 
 
 def embedding_source(

@@ -12,6 +12,7 @@ import xxhash
 
 _SEP = "\x1f"
 MISSING = "\x00missing"
+DEFAULT = "\x00default"  # a field's shared row for values not admitted yet
 VALUE = "\x00value"
 
 

@@ -7,6 +7,7 @@ loss, backward, dense Adam step, per-row optimizer step, write the rows back.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -69,6 +70,13 @@ def _dense_optimizer(model: CTRModel, config: TrainerConfig) -> torch.optim.Opti
     return torch.optim.Adam(groups, fused=True)
 
 
+class IdFilter(Protocol):
+    """Decides which id an entry reads (e.g. admission: a shared row until an id is
+    frequent enough); `count` is true when learning, false when scoring."""
+
+    def __call__(self, ids: np.ndarray, fields: np.ndarray, count: bool) -> np.ndarray: ...
+
+
 class OnlineTrainer:
     def __init__(
         self,
@@ -76,8 +84,10 @@ class OnlineTrainer:
         num_fields: int,
         config: TrainerConfig = TrainerConfig(),
         source: EmbeddingSource | None = None,
+        id_filter: IdFilter | None = None,
     ) -> None:
         self.config = config
+        self.id_filter = id_filter
         self.model_config = model_config
         self.device = resolve_device(config.device)
         self.layout = row_layout(model_config, config)
@@ -99,8 +109,10 @@ class OnlineTrainer:
     def _gather(
         self, batch: EncodedBatch, create: bool
     ) -> tuple[torch.Tensor, torch.Tensor, SparseBatch]:
-        ids = torch.from_numpy(batch.ids)
-        unique, inverse = torch.unique(ids, return_inverse=True)
+        raw = batch.ids
+        if self.id_filter is not None:
+            raw = self.id_filter(raw, batch.slot % batch.num_fields, count=create)
+        unique, inverse = torch.unique(torch.from_numpy(raw), return_inverse=True)
         rows = self.source.lookup(unique, create=create)
         slot = torch.from_numpy(batch.slot).to(self.device)
         sparse = SparseBatch(

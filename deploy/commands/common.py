@@ -85,6 +85,13 @@ TRAIN = [
     ),
     Option("train.cache_rows", "--cache-rows", "rows the hot-row cache holds on the device"),
     Option(
+        "train.admit_after",
+        "--admit-after",
+        "a value gets its own row after this many sightings (1: at once); before, its field's "
+        "shared row",
+    ),
+    Option("train.sketch_width", "--sketch-width", "counters per row of the admission sketch"),
+    Option(
         "train.sparse_lr", "--sparse-lr", "learning rate of the per-row optimizer (0: its default)"
     ),
 ]

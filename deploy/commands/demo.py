@@ -22,7 +22,7 @@ from deploy.config import Option
 from deploy.errors import ConfigError
 from deploy.offline import OfflineRun, format_report, run_days
 from deploy.settings import Settings
-from deploy.sources import embedding_source
+from deploy.sources import admission_for, embedding_source
 from stream.files import JsonlRecordSink
 from stream.simulate import DayTraffic, Simulator
 from stream.simulate.truth import TruthWriter
@@ -59,6 +59,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         source_for=lambda model, layout: embedding_source(
             settings.train, layout, model.name, out / "store"
         ),
+        filter_for=lambda fields: admission_for(settings.train, fields),
     )
     if settings.train.store == "rocksdb" and settings.train.store_dir is None:
         # The demo's own store starts empty on every run, like its other files.
