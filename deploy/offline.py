@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -38,6 +38,13 @@ from stream.simulate.config import DAY_MS
 log = logging.getLogger(__name__)
 SourceFactory = Callable[[ModelConfig, RowLayout], EmbeddingSource | None]
 FilterFactory = Callable[[tuple[FieldSpec, ...]], IdFilter | None]
+
+
+@runtime_checkable
+class ObservesTime(Protocol):
+    """A source that stamps rows with the event time of the steps that touch them."""
+
+    def observe(self, event_ts: int) -> None: ...
 
 
 @dataclass
@@ -128,6 +135,7 @@ class OfflineRun:
 
     def _learn(self, events: list[LabeledEvent]) -> None:
         batch, labels = self._encode(events)
+        newest = max(e.ts for e in events)
         for run in self.runs:
             if run.trainer is None:
                 layout = row_layout(run.config, self._trainer_config)
@@ -137,6 +145,8 @@ class OfflineRun:
                 run.trainer = OnlineTrainer(
                     run.config, batch.num_fields, self._trainer_config, source, id_filter
                 )
+            if isinstance(run.trainer.source, ObservesTime):
+                run.trainer.source.observe(newest)
             start = time.perf_counter()
             run.progressive.update(labels, run.trainer.predict_proba_many(batch))
             run.trainer.learn_many(batch, labels)

@@ -7,6 +7,10 @@ slab. A dirty victim moves to a write-back buffer (still readable), and
 position in one WriteBatch, so the store only ever holds rows of recorded
 positions. Memory is bounded by the capacity plus what is evicted between
 flushes, not by the number of ids.
+
+Each row also carries how many learning steps touched it and the event time
+of the last one (`observe` sets the current event time), which `RowStore.evict`
+uses to drop rows by TTL or frequency.
 """
 
 from __future__ import annotations
@@ -41,8 +45,11 @@ class CachedEmbeddings:
         self._used = np.zeros(capacity, dtype=bool)
         self._dirty = np.zeros(capacity, dtype=bool)
         self._referenced = np.zeros(capacity, dtype=bool)
+        self._count = np.zeros(capacity, dtype=np.int64)
+        self._seen = np.full(capacity, -1, dtype=np.int64)
+        self._now = -1
         self._hand = 0
-        self._written_back: dict[int, np.ndarray] = {}
+        self._written_back: dict[int, tuple[np.ndarray, int, int]] = {}
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None
         self.hits = 0
         self.misses = 0
@@ -50,6 +57,10 @@ class CachedEmbeddings:
     @property
     def row_width(self) -> int:
         return self.store.width
+
+    def observe(self, event_ts: int) -> None:
+        """The event time that the next learning steps stamp on the rows they touch."""
+        self._now = max(self._now, event_ts)
 
     def lookup(self, ids: torch.Tensor, create: bool = True) -> torch.Tensor:
         keys = ids.cpu().numpy()
@@ -67,6 +78,8 @@ class CachedEmbeddings:
         if missing.any():
             slots[missing] = self._load(keys[missing], protect=slots[~missing])
         self._referenced[slots] = True
+        self._count[slots] += 1
+        self._seen[slots] = self._now
         index = torch.from_numpy(slots).to(self._device)
         self._last = (ids, index)
         return self._slab.index_select(0, index)
@@ -90,11 +103,17 @@ class CachedEmbeddings:
         dirty = np.flatnonzero(self._dirty)
         ids = [self._id_at[dirty]]
         rows = [self._slab[torch.from_numpy(dirty).to(self._device)].cpu().numpy()]
+        counts, seen = [self._count[dirty]], [self._seen[dirty]]
         if self._written_back:
             ids.append(np.fromiter(self._written_back, np.int64, len(self._written_back)))
-            rows.append(np.stack(list(self._written_back.values())))
-        all_ids, all_rows = np.concatenate(ids), np.concatenate(rows)
-        self.store.write(all_ids, all_rows, position)
+            pending = list(self._written_back.values())
+            rows.append(np.stack([p[0] for p in pending]))
+            counts.append(np.array([p[1] for p in pending], dtype=np.int64))
+            seen.append(np.array([p[2] for p in pending], dtype=np.int64))
+        all_ids = np.concatenate(ids)
+        self.store.write(
+            all_ids, np.concatenate(rows), position, np.concatenate(counts), np.concatenate(seen)
+        )
         self._dirty[:] = False
         self._written_back.clear()
         return len(all_ids)
@@ -103,27 +122,31 @@ class CachedEmbeddings:
         """Rows for scoring: absent ones are read or initialized but never cached or stored."""
         rows = np.empty((len(keys), self.store.width), dtype=np.float32)
         rows[~missing] = self._slab[torch.from_numpy(slots[~missing])].cpu().numpy()
-        rows[missing], _ = self._read(keys[missing], take=False)
+        rows[missing] = self._read(keys[missing], take=False)[0]["row"]
         return torch.from_numpy(rows).to(self._device)
 
     def _read(self, keys: np.ndarray, take: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Rows from the write-back buffer, else the store, else initial; and which existed."""
-        rows, found = self.store.get(keys)
+        """Records from the write-back buffer, else the store, else initial; and which existed."""
+        records, found = self.store.get_records(keys)
         for i, key in enumerate(keys.tolist()):
             pending = self._written_back.pop(key, None) if take else self._written_back.get(key)
             if pending is not None:
-                rows[i], found[i] = pending, True
+                records[i] = pending
+                found[i] = True
         if not found.all():
-            rows[~found] = self._init(keys[~found])
-        return rows, found
+            records["row"][~found] = self._init(keys[~found])
+        return records, found
 
     def _load(self, keys: np.ndarray, protect: np.ndarray) -> np.ndarray:
-        rows, found = self._read(keys, take=True)
+        records, found = self._read(keys, take=True)
+        rows = np.ascontiguousarray(records["row"])
         slots = self._free_slots(len(keys), protect)
         self._slab[torch.from_numpy(slots).to(self._device)] = torch.from_numpy(rows).to(
             self._device
         )
         self._id_at[slots] = keys
+        self._count[slots] = records["count"]
+        self._seen[slots] = records["seen"]
         self._used[slots] = True
         # A row new to the store is dirty from the start: flush must persist it.
         self._dirty[slots] = ~found
@@ -162,7 +185,13 @@ class CachedEmbeddings:
         dirty = slots[self._dirty[slots]]
         if len(dirty):
             rows = self._slab[torch.from_numpy(dirty).to(self._device)].cpu().numpy()
-            self._written_back.update(zip(self._id_at[dirty].tolist(), rows, strict=True))
+            stats = zip(self._count[dirty].tolist(), self._seen[dirty].tolist(), strict=True)
+            self._written_back.update(
+                (key, (row, count, seen))
+                for key, row, (count, seen) in zip(
+                    self._id_at[dirty].tolist(), rows, stats, strict=True
+                )
+            )
         for key in self._id_at[slots].tolist():
             del self._slot_of[key]
         self._dirty[slots] = False

@@ -1,7 +1,8 @@
 """Embedding rows in RocksDB: id -> packed float32 row, plus the input position they reflect.
 
 Keys are a one-byte table prefix and the id as a big-endian u64; a row's
-weights and its optimizer state are one value, and `write` puts every row of a
+weights, its optimizer state and its metadata (occurrence count, last-seen
+event time, -1 when unknown) are one value, and `write` puts every row of a
 step and the input position in one WriteBatch, so a crash leaves rows that all
 belong to one recorded position. The row width is recorded on creation and
 checked on every open.
@@ -25,7 +26,12 @@ ROW = b"r"
 CHANGED = b"d"  # ids written since the last checkpoint: what a delta must carry
 _META = b"m:meta"
 _POSITION = b"m:position"
-FORMAT = 1
+FORMAT = 2
+_BATCH = 100_000
+
+
+def record_dtype(width: int) -> np.dtype[Any]:
+    return np.dtype([("row", "<f4", (width,)), ("count", "<i8"), ("seen", "<i8")])
 
 
 def row_keys(ids: np.ndarray) -> list[bytes]:
@@ -66,30 +72,45 @@ class RowStore:
 
     def get(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows [U, width] of `ids` and a mask of which exist (missing rows are zeros)."""
+        records, found = self.get_records(ids)
+        return np.ascontiguousarray(records["row"]), found
+
+    def get_records(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows with their count and last-seen time (a `record_dtype` array) and which exist."""
         try:
             # A list key is a multi-get (rocksdict's stubs know only single keys).
             values: list[bytes | None] = cast(Any, self._db)[row_keys(ids)]
         except Exception as exc:
             raise StoreError(f"reading {len(ids)} rows from {self.path} failed: {exc}") from exc
         found = np.array([v is not None for v in values], dtype=bool)
-        rows = np.zeros((len(ids), self.width), dtype=np.float32)
+        records = np.zeros(len(ids), dtype=record_dtype(self.width))
+        records["seen"] = -1
         if found.any():
             packed = b"".join(v for v in values if v is not None)
-            rows[found] = np.frombuffer(packed, dtype="<f4").reshape(-1, self.width)
-        return rows, found
+            records[found] = np.frombuffer(packed, dtype=record_dtype(self.width))
+        return records, found
 
     def write(
-        self, ids: np.ndarray, rows: np.ndarray, position: Mapping[str, Any] | None = None
+        self,
+        ids: np.ndarray,
+        rows: np.ndarray,
+        position: Mapping[str, Any] | None = None,
+        counts: np.ndarray | None = None,
+        seen: np.ndarray | None = None,
     ) -> None:
-        """Puts every row and (optionally) the input position they reflect atomically."""
-        packed = np.ascontiguousarray(rows, dtype="<f4")
-        if packed.shape != (len(ids), self.width):
+        """Puts every row (with its count and last-seen time, if known) and the input
+        position they reflect in one atomic batch."""
+        if rows.shape != (len(ids), self.width):
             raise StoreError(
-                f"rows of shape {packed.shape} do not fit {len(ids)} ids of width {self.width} "
+                f"rows of shape {rows.shape} do not fit {len(ids)} ids of width {self.width} "
                 f"in {self.path}"
             )
-        data = packed.tobytes()
-        step = 4 * self.width
+        records = np.empty(len(ids), dtype=record_dtype(self.width))
+        records["row"] = rows
+        records["count"] = 0 if counts is None else counts
+        records["seen"] = -1 if seen is None else seen
+        data = records.tobytes()
+        step = records.dtype.itemsize
         batch = WriteBatch(raw_mode=True)
         for i, key in enumerate(row_keys(ids)):
             batch.put(key, data[i * step : (i + 1) * step])
@@ -110,6 +131,40 @@ class RowStore:
         keys: Iterator[bytes] = cast(Any, self._db).keys(from_key=CHANGED)
         raw = b"".join(k[1:] for k in itertools.takewhile(lambda k: k[:1] == CHANGED, keys))
         return np.frombuffer(raw, dtype=">u8").astype(np.uint64).view(np.int64)
+
+    def evict(self, expire_before: int | None, max_rows: int | None) -> tuple[int, int]:
+        """Deletes rows last seen before `expire_before` (event time), then the least
+        frequent beyond `max_rows`; returns (expired, trimmed). A full scan: a job for
+        a schedule, not the training step."""
+        ids, counts, seen = self._scan_stats()
+        expired = (seen >= 0) & (seen < expire_before) if expire_before is not None else None
+        drop = expired if expired is not None else np.zeros(len(ids), dtype=bool)
+        n_expired = int(drop.sum())
+        n_trimmed = 0
+        if max_rows is not None and len(ids) - n_expired > max_rows:
+            alive = np.flatnonzero(~drop)
+            # Least frequent first; among equals, the longest unseen.
+            order = alive[np.lexsort((seen[alive], counts[alive]))]
+            victims = order[: len(alive) - max_rows]
+            drop[victims] = True
+            n_trimmed = len(victims)
+        doomed = row_keys(ids[drop])
+        for start in range(0, len(doomed), _BATCH):
+            batch = WriteBatch(raw_mode=True)
+            for key in doomed[start : start + _BATCH]:
+                batch.delete(key)
+            self._db.write(batch)
+        return n_expired, n_trimmed
+
+    def _scan_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        items: Iterator[tuple[bytes, bytes]] = cast(Any, self._db).items(from_key=ROW)
+        keys, values = [], []
+        for key, value in itertools.takewhile(lambda kv: kv[0][:1] == ROW, items):
+            keys.append(key[1:])
+            values.append(value)
+        ids = np.frombuffer(b"".join(keys), dtype=">u8").astype(np.uint64).view(np.int64)
+        records = np.frombuffer(b"".join(values), dtype=record_dtype(self.width))
+        return ids, records["count"].copy(), records["seen"].copy()
 
     def count(self) -> int:
         """Rows stored (a full scan; for tests and tools, not the hot path)."""

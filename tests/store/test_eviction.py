@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from store.cache import CachedEmbeddings
+from store.rows import RowStore
+
+W = 2
+
+
+def test_ttl_then_least_frequent_eviction(tmp_path: Path) -> None:
+    store = RowStore(tmp_path / "db", W)
+    ids = np.arange(10, dtype=np.int64)
+    counts = np.array([5, 1, 9, 2, 7, 3, 8, 4, 6, 0])
+    seen = np.array([100, 900, 950, 980, 120, 990, 995, 999, 50, -1])
+    store.write(ids, np.zeros((10, W), dtype=np.float32), {"p": 1}, counts, seen)
+    # Unseen since 500: ids 0, 4, 8 (id 9's last-seen time is unknown: never expired).
+    expired, trimmed = store.evict(expire_before=500, max_rows=4)
+    assert (expired, trimmed) == (3, 3)
+    _, found = store.get(ids)
+    # Of the 7 left, the 4 most frequent stay: 6 (8), 2 (9), 7 (4), 5 (3).
+    assert np.flatnonzero(found).tolist() == [2, 5, 6, 7]
+    assert store.count() == 4 and store.position() == {"p": 1}
+    store.close()
+
+
+def test_the_cache_stamps_touched_rows_with_count_and_event_time(tmp_path: Path) -> None:
+    store = RowStore(tmp_path / "db", W)
+    cache = CachedEmbeddings(store, lambda ids: np.zeros((len(ids), W), np.float32), capacity=2)
+    for ts, keys in ((1_000, [1, 2]), (2_000, [1, 3]), (3_000, [1, 4])):
+        cache.observe(ts)
+        batch = torch.tensor(keys)
+        cache.update(batch, cache.lookup(batch) + 1)
+    cache.flush({"p": 3})
+    records, found = store.get_records(np.array([1, 2, 3, 4]))
+    assert found.all()
+    assert records["count"].tolist() == [3, 1, 1, 1]
+    assert records["seen"].tolist() == [3_000, 1_000, 2_000, 3_000]
+    # Rows reloaded after eviction keep counting from their stored values.
+    cache.observe(4_000)
+    batch = torch.tensor([2])
+    cache.update(batch, cache.lookup(batch))
+    cache.flush()
+    assert store.get_records(np.array([2]))[0]["count"].tolist() == [2]
+    assert store.evict(expire_before=2_500, max_rows=None) == (1, 0)  # id 3
+    store.close()
