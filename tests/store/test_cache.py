@@ -67,3 +67,58 @@ def test_a_batch_larger_than_the_cache_is_a_clear_error(tmp_path: Path) -> None:
     cache = _cache(tmp_path, capacity=4)
     with pytest.raises(StoreError, match="a batch touches 5 rows but the cache"):
         cache.lookup(torch.arange(5))
+
+
+_CACHE_WRITER = """
+import sys
+import numpy as np, torch
+from pathlib import Path
+from store.cache import CachedEmbeddings
+from store.rows import RowStore
+
+store = RowStore(Path(sys.argv[1]), 3)
+cache = CachedEmbeddings(store, lambda ids: np.zeros((len(ids), 3), np.float32), capacity=500)
+start = (store.position() or {"step": 0})["step"]
+print("ready", flush=True)
+for step in range(start + 1, 10**9):
+    ids = torch.from_numpy(np.random.default_rng(step).choice(2000, 300, replace=False))
+    cache.update(ids, cache.lookup(ids) + 1.0)
+    if step % 5 == 0:
+        cache.flush({"step": step})
+"""
+
+
+def test_kill_9_during_cached_training_leaves_exactly_the_recorded_steps(
+    tmp_path: Path,
+) -> None:
+    """Rows evicted between flushes must not reach RocksDB before their position does."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "db"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    rng = random.Random(3)
+    for _ in range(10):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _CACHE_WRITER, str(path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        store = RowStore(path, W)
+        step = (store.position() or {"step": 0})["step"]
+        expected = np.zeros(2000)
+        for s in range(1, step + 1):
+            expected[np.random.default_rng(s).choice(2000, 300, replace=False)] += 1
+        rows, _ = store.get(np.arange(2000, dtype=np.int64))
+        store.close()
+        np.testing.assert_array_equal(rows[:, 0], expected)
+    assert step > 0
