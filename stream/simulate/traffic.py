@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -188,12 +189,11 @@ class Simulator:
             out.append(Record((IMPRESSIONS, CLICKS)[topic], key, value, t, t))
         return out
 
-    def _encode_impressions(self, ctx: Context, ts: np.ndarray, ids: list[str]) -> list[bytes]:
+    def _columns(self, ctx: Context) -> list[list[Any]]:
+        """Each feature of a day's impressions as a Python list (one C-level pass each)."""
         users, items = self.world.users, self.world.items
         u, i = ctx.user, ctx.item
-        columns = zip(
-            ids,
-            ts.tolist(),
+        return [
             u.tolist(),
             np.asarray(GENDERS)[users.gender[u]].tolist(),
             np.asarray(AGES)[users.age[u]].tolist(),
@@ -207,9 +207,11 @@ class Simulator:
             np.asarray(PLACEMENTS)[ctx.placement].tolist(),
             users.past_clicks[u].tolist(),
             items.price[i].tolist(),
-            strict=True,
-        )
-        apps = users.apps
+        ]
+
+    def _encode_impressions(self, ctx: Context, ts: np.ndarray, ids: list[str]) -> list[bytes]:
+        columns = zip(ids, ts.tolist(), *self._columns(ctx), strict=True)
+        apps = self.world.users.apps
         return [
             dumps(
                 {
