@@ -15,7 +15,6 @@ follow and are pooled with an `index_add`.
 
 from __future__ import annotations
 
-import itertools
 import math
 import operator
 from collections.abc import Mapping, Sequence
@@ -29,8 +28,6 @@ from model.hashing import MISSING, VALUE, feature_id, feature_ids
 
 Kind = Literal["categorical", "continuous", "multi"]
 ContinuousMode = Literal["bucket", "scaled"]
-_CACHE_LIMIT = 1 << 20
-_UNSEEN = -(1 << 63)
 
 
 @dataclass(frozen=True)
@@ -112,7 +109,7 @@ def bucket_codes(values: np.ndarray) -> np.ndarray:
 
 
 class FeatureEncoder:
-    """Encodes feature dicts by a schema; keeps a bounded cache of (field, value) -> id."""
+    """Encodes feature dicts by a schema, hashing a whole column at a time."""
 
     def __init__(self, schema: FeatureSchema) -> None:
         self.schema = schema
@@ -122,7 +119,6 @@ class FeatureEncoder:
         )
         self._single = sum(1 for f in self.fields if f.kind != "multi")
         self._names = tuple(f.name for f in self.fields)
-        self._cache: list[dict[Any, int]] = [{} for _ in self.fields]
         self._missing = [feature_id(f.name, MISSING) for f in self.fields]
         self._value_id = [feature_id(f.name, VALUE) for f in self.fields]
 
@@ -177,44 +173,28 @@ class FeatureEncoder:
         ]
 
     def _categorical(self, f: int, name: str, column: Sequence[Any]) -> np.ndarray:
-        n = len(column)
-        try:
-            # A miss reads as _UNSEEN, an id no value hashes to in practice (p = 2^-64).
-            ids = np.fromiter(
-                map(self._cache[f].get, column, itertools.repeat(_UNSEEN, n)), np.int64, n
-            )
-        except TypeError:  # an unhashable value: a list or a dict
-            ids = np.full(n, _UNSEEN, dtype=np.int64)
-        misses = np.flatnonzero(ids == _UNSEEN)
-        if len(misses):
-            self._fill(f, name, column, ids, misses)
+        if set(map(type, column)) == {str}:
+            return feature_ids(name, column)  # the common case: one vectorized pass
+        ids = np.full(len(column), self._missing[f], dtype=np.int64)
+        present = [i for i, v in enumerate(column) if v is not None]
+        values = []
+        for i in present:
+            v = column[i]
+            if isinstance(v, bool) or not isinstance(v, str | int):
+                raise FeatureError(
+                    f"field {name!r} is categorical but has value {v!r} ({type(v).__name__})"
+                )
+            values.append(str(v))
+        if present:
+            ids[present] = feature_ids(name, values)
         return ids
 
     def _buckets(self, f: int, name: str, codes: np.ndarray) -> np.ndarray:
         # Few distinct buckets per batch: hash those, then gather.
         uniq, inverse = np.unique(codes, return_inverse=True)
-        ids = self._categorical(f, name, uniq.tolist())
+        ids = feature_ids(name, [str(c) for c in uniq.tolist()])
         ids[uniq == -1] = self._missing[f]
-        return ids[inverse]
-
-    def _fill(
-        self, f: int, name: str, column: Sequence[Any], ids: np.ndarray, misses: np.ndarray
-    ) -> None:
-        cache = self._cache[f]
-        if len(cache) > _CACHE_LIMIT:
-            cache.clear()
-        for i in misses.tolist():
-            v = column[i]
-            if v is None:
-                ids[i] = self._missing[f]
-                continue
-            if isinstance(v, bool) or not isinstance(v, str | int):
-                raise FeatureError(
-                    f"field {name!r} is categorical but has value {v!r} ({type(v).__name__})"
-                )
-            key = feature_id(name, str(v))
-            cache[v] = key
-            ids[i] = key
+        return np.asarray(ids[inverse])
 
     @staticmethod
     def _numbers(name: str, column: Sequence[Any]) -> np.ndarray:

@@ -1,28 +1,79 @@
-"""Stable 64-bit feature ids: xxh64 of (field, value), identical on every machine and process.
+"""Stable 64-bit feature ids of (field, value), identical on every machine and process.
 
-Python's `hash()` is salted per process and must never be used here. Ids are
-unsigned 64-bit hashes reinterpreted as signed int64, the integer type torch
-and numpy index with.
+id = H(field, value): the value's UTF-8 bytes, trailing NUL bytes dropped and
+zero-padded to 8-byte words, folded word by word through the splitmix64
+finalizer, starting from xxh64(field) mixed with the byte length. Whole columns
+hash at once in numpy (ASCII values take a C-level fast path); one value at a
+time gives the same ids. Python's `hash()` is salted per process and is never
+used. Ids are the unsigned hashes reinterpreted as signed int64, the integer
+type torch and numpy index with.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import lru_cache
+
 import numpy as np
 import xxhash
 
-_SEP = "\x1f"
 MISSING = "\x00missing"
 DEFAULT = "\x00default"  # a field's shared row for values not admitted yet
 VALUE = "\x00value"
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return np.asarray(z ^ (z >> np.uint64(31)))
+
+
+@lru_cache(maxsize=4096)
+def _field_seed(field: str) -> np.uint64:
+    return np.uint64(xxhash.xxh64_intdigest(field.encode()))
+
+
+def _fold(field: str, packed: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """packed: [n, width] uint8, zero-padded, width a multiple of 8; lengths: bytes used."""
+    words = packed.view("<u8")
+    n_words = (lengths + 7) // 8
+    with np.errstate(over="ignore"):
+        h = _mix(_field_seed(field) ^ (lengths.astype(np.uint64) * _GOLDEN))
+        for j in range(words.shape[1]):
+            mixed = _mix(h ^ (words[:, j] + _GOLDEN * np.uint64(j + 1)))
+            h = np.where(j < n_words, mixed, h)
+    return h.view(np.int64)
+
+
+def feature_ids(field: str, values: Sequence[str]) -> np.ndarray:
+    """int64 ids of `values` (strings) in `field`."""
+    n = len(values)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        fixed = np.array(values, dtype="S")  # ASCII only; drops trailing NULs
+    except UnicodeEncodeError:
+        return _feature_ids_utf8(field, values)
+    width = -(-max(fixed.dtype.itemsize, 1) // 8) * 8
+    packed = np.zeros((n, width), dtype=np.uint8)
+    packed[:, : fixed.dtype.itemsize] = fixed.view(np.uint8).reshape(n, -1)
+    return _fold(field, packed, np.char.str_len(fixed).astype(np.int64))
+
+
+def _feature_ids_utf8(field: str, values: Sequence[str]) -> np.ndarray:
+    encoded = [v.encode("utf-8").rstrip(b"\x00") for v in values]
+    lengths = np.array([len(b) for b in encoded], dtype=np.int64)
+    width = max(8, int(-(-lengths.max() // 8) * 8))
+    packed = np.zeros((len(encoded), width), dtype=np.uint8)
+    for i, b in enumerate(encoded):
+        packed[i, : len(b)] = np.frombuffer(b, dtype=np.uint8)
+    return _fold(field, packed, lengths)
+
 
 def feature_id(field: str, value: str) -> int:
     """The signed int64 id of one (field, value)."""
-    h = xxhash.xxh64_intdigest(f"{field}{_SEP}{value}".encode())
-    return h - (1 << 64) if h >= (1 << 63) else h
-
-
-def feature_ids(field: str, values: list[str]) -> np.ndarray:
-    prefix = f"{field}{_SEP}"
-    digest = xxhash.xxh64_intdigest
-    return np.array([digest((prefix + v).encode()) for v in values], dtype=np.uint64).view(np.int64)
+    return int(feature_ids(field, [value])[0])

@@ -38,9 +38,21 @@ def test_ids_are_stable_across_processes_and_hash_seeds() -> None:
         outputs.add(int(result.stdout))
     assert outputs == {feature_id("user_id", "u42")}
     # Pinned: a change here re-keys every stored embedding row.
-    assert feature_id("user_id", "u42") == -887969918980368667
+    assert feature_id("user_id", "u42") == -6576590856774366594
     assert feature_ids("user_id", ["u42"]).tolist() == [feature_id("user_id", "u42")]
     assert feature_id("a", "bc") != feature_id("ab", "c")
+
+
+def test_batched_utf8_and_single_hashing_agree() -> None:
+    values = ["u42", "", "a" * 8, "a" * 9, "x" * 40, "café", "食べ物", "\x00missing"]
+    one_by_one = [feature_id("f", v) for v in values]
+    assert feature_ids("f", values).tolist() == one_by_one  # mixed: the UTF-8 path
+    ascii_only = [v for v in values if v.isascii()]
+    assert feature_ids("f", ascii_only).tolist() == [feature_id("f", v) for v in ascii_only]
+    # A value's id does not depend on the longest value in its batch.
+    assert feature_ids("f", ["ab", "z" * 100]).tolist()[0] == feature_id("f", "ab")
+    assert len(set(one_by_one)) == len(values)
+    assert feature_id("f", "a") != feature_id("g", "a")
 
 
 def test_encoding_of_each_kind_of_value() -> None:
