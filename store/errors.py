@@ -11,5 +11,9 @@ class StoreLockedError(StoreError):
     """Another process (or handle) has the store open for writing."""
 
 
+class StoreFullError(StoreError):
+    """The disk under the store is full; the failed batch was not applied."""
+
+
 class StoreSchemaError(StoreError):
     """The store holds rows of another shape than the caller needs."""

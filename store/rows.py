@@ -19,7 +19,7 @@ from typing import Any, cast
 import numpy as np
 from rocksdict import AccessType, Checkpoint, Options, Rdict, WriteBatch
 
-from store.errors import StoreError, StoreLockedError, StoreSchemaError
+from store.errors import StoreError, StoreFullError, StoreLockedError, StoreSchemaError
 from store.options import RocksOptions
 
 ROW = b"r"
@@ -120,6 +120,12 @@ class RowStore:
         try:
             self._db.write(batch)
         except Exception as exc:
+            if "No space left" in str(exc):
+                raise StoreFullError(
+                    f"the disk under {self.path} is full: {len(ids)} rows and position "
+                    f"{dict(position) if position else None} were not written; the store still "
+                    f"holds position {self.position()}. Free space or move the store ({exc})"
+                ) from exc
             raise StoreError(f"writing {len(ids)} rows to {self.path} failed: {exc}") from exc
 
     def position(self) -> dict[str, Any] | None:

@@ -9,12 +9,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from store.errors import StoreError, StoreSchemaError
+from store.errors import StoreError, StoreFullError, StoreSchemaError
+from store.options import RocksOptions
 from store.rows import RowStore
 
 W = 6
@@ -139,3 +141,37 @@ def test_kill_9_at_random_moments_leaves_rows_matching_the_recorded_position(
         assert step >= last
         last = step
     assert last > 0
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs (needs root and mount rights, as CI and the dev machines have)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {result.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_a_clear_error_and_loses_nothing_recorded(tiny_disk: Path) -> None:
+    store = RowStore(tiny_disk / "db", W, RocksOptions(write_buffer_mb=1, block_cache_mb=1))
+    rng = np.random.default_rng(0)
+    last_good = None
+    with pytest.raises(StoreFullError) as info:
+        for step in range(1, 1000):
+            ids = np.arange(step * 10_000, (step + 1) * 10_000, dtype=np.int64)
+            store.write(ids, rng.random((10_000, W), dtype=np.float32), {"step": step})
+            last_good = step
+    message = str(info.value)
+    assert f"the disk under {tiny_disk / 'db'} is full" in message
+    assert f"still holds position {{'step': {last_good}}}" in message
+    assert store.position() == {"step": last_good}
