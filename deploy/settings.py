@@ -122,6 +122,7 @@ class TrainSettings:
     store_dir: Path | None = None
     cache_rows: int = 1_000_000
     admit_after: int = 1
+    admit_after_fields: str = ""
     sketch_width: int = 1 << 22
 
     def __post_init__(self) -> None:
@@ -141,6 +142,7 @@ class TrainSettings:
                 canonical_name(name)
             except ValueError as exc:
                 raise ConfigError(f"train.models: {exc}") from None
+        self.field_thresholds()
         if self.shape not in ("constant", "increasing", "decreasing", "diamond"):
             raise ConfigError(
                 "train.shape must be constant, increasing, decreasing or diamond, "
@@ -151,6 +153,21 @@ class TrainSettings:
                 "train.sparse_optimizer must be adagrad, adam or ftrl, "
                 f"got {self.sparse_optimizer!r}"
             )
+
+    def field_thresholds(self) -> dict[str, int]:
+        """`admit_after_fields` = "user_id:5,item_id:3": per-field admission thresholds."""
+        out: dict[str, int] = {}
+        for part in filter(None, (p.strip() for p in self.admit_after_fields.split(","))):
+            name, _, count = part.partition(":")
+            try:
+                out[name.strip()] = int(count)
+            except ValueError:
+                raise ConfigError(
+                    f"train.admit_after_fields: {part!r} is not FIELD:COUNT"
+                ) from None
+            if out[name.strip()] < 1:
+                raise ConfigError(f"train.admit_after_fields: {part!r} needs a count >= 1")
+        return out
 
     def model_names(self) -> list[str]:
         return [m.strip() for m in self.models.split(",") if m.strip()]

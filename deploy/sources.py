@@ -22,11 +22,16 @@ from store.rows import RowStore
 
 
 def admission_for(train: TrainSettings, fields: Sequence[FieldSpec]) -> Admission | None:
-    """Admission after `admit_after` sightings (every field alike); None admits at once."""
-    if train.admit_after <= 1:
+    """Admission after `admit_after` sightings, or a field's own count from
+    `admit_after_fields`; None when every value is admitted at once."""
+    per_field = train.field_thresholds()
+    unknown = sorted(set(per_field) - {f.name for f in fields})
+    if unknown:
+        raise ConfigError(f"train.admit_after_fields names fields the data lacks: {unknown}")
+    thresholds = np.array([per_field.get(f.name, train.admit_after) for f in fields], np.int64)
+    if (thresholds <= 1).all():
         return None
     defaults = np.array([feature_id(f.name, DEFAULT) for f in fields], dtype=np.int64)
-    thresholds = np.full(len(fields), train.admit_after, dtype=np.int64)
     return Admission(thresholds, defaults, CountMinSketch(train.sketch_width, seed=train.seed))
 
 

@@ -90,6 +90,11 @@ TRAIN = [
         "a value gets its own row after this many sightings (1: at once); before, its field's "
         "shared row",
     ),
+    Option(
+        "train.admit_after_fields",
+        "--admit-after-fields",
+        "per-field admission thresholds, FIELD:COUNT[,FIELD:COUNT] (others: --admit-after)",
+    ),
     Option("train.sketch_width", "--sketch-width", "counters per row of the admission sketch"),
     Option(
         "train.sparse_lr", "--sparse-lr", "learning rate of the per-row optimizer (0: its default)"

@@ -80,6 +80,8 @@ def test_paths_and_kafka_pass_through(tmp_path: Path) -> None:
         ([], {"FMSTREAM_KAFKA_PROFILE": "fast"}, "", "kafka.profile must be"),
         ([], {}, "[broker]\nport = 70000\n", "broker.port must be in 1..65535"),
         ([], {}, "[simulate\n", "cannot read config file"),
+        ([], {}, "[train]\nadmit_after_fields = 'user_id'\n", "is not FIELD:COUNT"),
+        ([], {}, "[train]\nstore = 'redis'\n", "train.store must be memory or rocksdb"),
     ],
 )
 def test_bad_values_name_the_key(
