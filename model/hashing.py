@@ -21,12 +21,13 @@ MISSING = "\x00missing"
 DEFAULT = "\x00default"  # a field's shared row for values not admitted yet
 VALUE = "\x00value"
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 
 
-def _mix(z: np.ndarray) -> np.ndarray:
+def mix64(z: np.ndarray) -> np.ndarray:
+    """The splitmix64 finalizer: a bijective avalanche of uint64 values."""
     z = (z ^ (z >> np.uint64(30))) * _M1
     z = (z ^ (z >> np.uint64(27))) * _M2
     return np.asarray(z ^ (z >> np.uint64(31)))
@@ -42,9 +43,9 @@ def _fold(field: str, packed: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     words = packed.view("<u8")
     n_words = (lengths + 7) // 8
     with np.errstate(over="ignore"):
-        h = _mix(_field_seed(field) ^ (lengths.astype(np.uint64) * _GOLDEN))
+        h = mix64(_field_seed(field) ^ (lengths.astype(np.uint64) * GOLDEN))
         for j in range(words.shape[1]):
-            mixed = _mix(h ^ (words[:, j] + _GOLDEN * np.uint64(j + 1)))
+            mixed = mix64(h ^ (words[:, j] + GOLDEN * np.uint64(j + 1)))
             h = np.where(j < n_words, mixed, h)
     return h.view(np.int64)
 

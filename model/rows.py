@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model.hashing import GOLDEN, mix64
 from model.sparse_optim import SparseOptimizer
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 @dataclass(frozen=True)
@@ -45,10 +44,7 @@ class RowLayout:
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
-    z = x + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return np.asarray(z ^ (z >> np.uint64(31)))
+    return mix64(x + GOLDEN)
 
 
 def initial_rows(ids: np.ndarray, layout: RowLayout, seed: int) -> np.ndarray:
@@ -58,7 +54,7 @@ def initial_rows(ids: np.ndarray, layout: RowLayout, seed: int) -> np.ndarray:
     if n_vec and len(ids):
         with np.errstate(over="ignore"):
             base = _splitmix64(ids.astype(np.int64).view(np.uint64) ^ np.uint64(seed))
-            counters = base[:, None] + np.arange(2 * n_vec, dtype=np.uint64)[None, :] * _GOLDEN
+            counters = base[:, None] + np.arange(2 * n_vec, dtype=np.uint64)[None, :] * GOLDEN
             bits = _splitmix64(counters)
         uniform = ((bits >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
         # Box-Muller over disjoint pairs of uniforms.
