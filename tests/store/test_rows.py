@@ -134,10 +134,12 @@ def test_kill_9_at_random_moments_leaves_rows_matching_the_recorded_position(
         position = store.position()
         rows, found = store.get(np.arange(2000, dtype=np.int64))
         store.close()
-        assert position is not None and found.all()
+        if position is None:  # killed before its first write landed
+            assert not found.any()
+            continue
         step = position["step"]
         # Every row holds exactly the state written with the recorded position.
-        assert (rows == step).all(), (step, np.unique(rows))
+        assert found.all() and (rows == step).all(), (step, np.unique(rows))
         assert step >= last
         last = step
     assert last > 0
