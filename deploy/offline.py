@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -45,6 +45,13 @@ class ObservesTime(Protocol):
     """A source that stamps rows with the event time of the steps that touch them."""
 
     def observe(self, event_ts: int) -> None: ...
+
+
+@runtime_checkable
+class Flushes(Protocol):
+    """A source that holds rows back until told to persist them with a position."""
+
+    def flush(self, position: Mapping[str, Any] | None = None) -> int: ...
 
 
 @dataclass
@@ -164,10 +171,9 @@ class OfflineRun:
             self._learn(self._buffer)
             self._buffer = []
         for run in self.runs:
-            flush = getattr(run.trainer.source if run.trainer else None, "flush", None)
-            if flush is not None:
+            if run.trainer is not None and isinstance(run.trainer.source, Flushes):
                 # The snapshot the holdout is scored with: every trained row, durably.
-                flush({"trained_events": run.trained})
+                run.trainer.source.flush({"trained_events": run.trained})
         events = sorted(self._holdout, key=lambda e: e.ts)
         labels = np.array([e.label for e in events], dtype=np.float32)
         for run in self.runs:

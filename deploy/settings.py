@@ -201,6 +201,7 @@ class TrainSettings:
 @dataclass(frozen=True)
 class BenchSettings:
     repeat: int = 3
+    simulate_days: int = 2
     models: str = ",".join(PAPER_NAMES)
     batches: str = "1024,4096"
     steps: int = 12

@@ -117,7 +117,3 @@ class InMemoryEmbeddings:
         for offset, i in enumerate(new):
             slots[i] = first + offset
             self._slots[keys[i]] = first + offset
-
-    def rows(self, ids: list[int]) -> torch.Tensor:
-        """Current rows of known ids, for inspection; unknown ids are an error."""
-        return self._slab[[self._slots[i] for i in ids]]

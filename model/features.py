@@ -52,9 +52,6 @@ class FeatureSchema:
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
-    def as_dict(self) -> list[dict[str, str]]:
-        return [{"name": f.name, "kind": f.kind, "continuous": f.continuous} for f in self.fields]
-
 
 def infer_schema(
     examples: Sequence[Mapping[str, Any]], scaled: Sequence[str] = ()

@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 NAME = "bench"
 HELP = "run a benchmark and print its figures as JSON"
 OPTIONS: list[Option] = [
-    *SIMULATION,
+    *(o for o in SIMULATION if o.key != "simulate.days"),
+    Option("bench.simulate_days", "--days", "simulate: days to simulate per run"),
     Option("bench.repeat", "--repeat", "runs to take the median of"),
     Option("bench.models", "--bench-models", "train: comma-separated models"),
     Option("bench.batches", "--batches", "train: comma-separated batch sizes"),
@@ -67,9 +68,7 @@ class _Never:
 
 def bench_simulate(settings: Settings, repeat: int) -> dict[str, Any]:
     """The simulator writing JSONL files and the truth file, as `simulate --out` does."""
-    config = settings.simulate
-    if "FMSTREAM_SIMULATE_DAYS" not in os.environ and config.days == 8:
-        config = dataclasses.replace(config, days=2)
+    config = dataclasses.replace(settings.simulate, days=settings.bench.simulate_days)
     runs = []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory(prefix="fmstream-bench-") as tmp:

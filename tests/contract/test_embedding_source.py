@@ -17,7 +17,6 @@ from model.trainer import OnlineTrainer, TrainerConfig, row_layout
 from model.zoo import ModelConfig
 from store.cache import CachedEmbeddings
 from store.rows import RowStore
-from store.source import StoreEmbeddings
 
 LAYOUT = row_layout(ModelConfig(name="deepfm", k=4), TrainerConfig())
 SEED = 5
@@ -28,20 +27,15 @@ def _memory(tmp: Path, layout: RowLayout) -> EmbeddingSource:
     return InMemoryEmbeddings(layout, seed=SEED)
 
 
-def _rocks(tmp: Path, layout: RowLayout) -> EmbeddingSource:
-    store = RowStore(tmp / f"rows-{layout.width}", layout.width)
-    return StoreEmbeddings(store, partial(initial_rows, layout=layout, seed=SEED))
-
-
 def _cached(tmp: Path, layout: RowLayout) -> EmbeddingSource:
     # Smaller than the id space of the tests: rows are evicted and reloaded constantly.
     store = RowStore(tmp / f"cached-{layout.width}", layout.width)
     return CachedEmbeddings(store, partial(initial_rows, layout=layout, seed=SEED), capacity=300)
 
 
-@pytest.fixture(params=["memory", "rocksdb", "rocksdb+cache"])
+@pytest.fixture(params=["memory", "rocksdb+cache"])
 def make_source(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
-    build = {"memory": _memory, "rocksdb": _rocks, "rocksdb+cache": _cached}[request.param]
+    build = {"memory": _memory, "rocksdb+cache": _cached}[request.param]
     yield partial(build, tmp_path)
 
 
@@ -75,7 +69,7 @@ def test_scoring_never_stores_rows(make_source: Factory) -> None:
     torch.testing.assert_close(peek, torch.from_numpy(initial_rows(np.array([7]), LAYOUT, SEED)))
     if isinstance(source, CachedEmbeddings):
         source.flush()
-    if isinstance(source, StoreEmbeddings | CachedEmbeddings):
+    if isinstance(source, CachedEmbeddings):
         assert source.store.count() == 0
     else:
         assert len(source) == 0  # type: ignore[arg-type]
