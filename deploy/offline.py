@@ -23,12 +23,14 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from deploy.settings import EvictionPolicy
 from model.embeddings import EmbeddingSource
 from model.features import EncodedBatch, FeatureEncoder, FieldSpec, infer_schema
 from model.metrics import BinaryMetrics, StreamingMetrics, binary_metrics
 from model.rows import RowLayout
 from model.trainer import IdFilter, OnlineTrainer, TrainerConfig, row_layout
 from model.zoo import ModelConfig
+from store.rows import Eviction
 from stream.errors import RecordError
 from stream.events import LabeledEvent, decode_click, decode_impression
 from stream.joiner import JoinConfig, JoinerCore, JoinStats
@@ -54,6 +56,13 @@ class Flushes(Protocol):
     def flush(self, position: Mapping[str, Any] | None = None) -> int: ...
 
 
+@runtime_checkable
+class Evicts(Flushes, Protocol):
+    """A source whose stored rows can be dropped by TTL and count."""
+
+    def evict(self, expire_before: int | None, max_rows: int | None) -> Eviction: ...
+
+
 @dataclass
 class ModelRun:
     config: ModelConfig
@@ -62,6 +71,9 @@ class ModelRun:
     train_seconds: float = 0.0
     trained: int = 0
     holdout: BinaryMetrics | None = None
+    evicted_ttl: int = 0
+    evicted_max_rows: int = 0
+    stored_rows: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,7 @@ class OfflineRun:
         batch_size: int = 1024,
         source_for: SourceFactory | None = None,
         filter_for: FilterFactory | None = None,
+        eviction: EvictionPolicy | None = None,
     ) -> None:
         self.runs = [ModelRun(m) for m in models]
         self._source_for = source_for
@@ -100,6 +113,8 @@ class OfflineRun:
         self._seq = 0
         self._window_ms = join.window_ms
         self.malformed = 0
+        self._eviction = eviction
+        self._next_eviction: int | None = None
 
     def feed(self, records: Iterable[Record]) -> None:
         for r in records:
@@ -159,6 +174,35 @@ class OfflineRun:
             run.trainer.learn_many(batch, labels)
             run.train_seconds += time.perf_counter() - start
             run.trained += len(labels)
+        self._maybe_evict(newest)
+
+    def _maybe_evict(self, now: int) -> None:
+        """Store eviction on the event-time schedule: flush, then drop by TTL and count."""
+        policy = self._eviction
+        if policy is None:
+            return
+        due = self._next_eviction
+        if due is not None and now < due:
+            return
+        self._next_eviction = (now // policy.every_ms + 1) * policy.every_ms
+        if due is None:
+            return
+        for run in self.runs:
+            source = run.trainer.source if run.trainer is not None else None
+            if not isinstance(source, Evicts):
+                continue
+            source.flush({"trained_events": run.trained})
+            result = source.evict(now - policy.ttl_ms if policy.ttl_ms else None, policy.max_rows)
+            run.evicted_ttl += result.expired
+            run.evicted_max_rows += result.trimmed
+            run.stored_rows = result.remaining
+            log.info(
+                "store_evicted model=%s expired=%d trimmed=%d remaining=%d",
+                run.config.name,
+                result.expired,
+                result.trimmed,
+                result.remaining,
+            )
 
     def finish(self, truth: Callable[[list[str]], np.ndarray]) -> OfflineReport:
         for o in self.joiner.flush():
@@ -229,6 +273,12 @@ def format_report(report: OfflineReport) -> str:
             f"{m.logloss:>8.5f} {m.normalized_entropy:>6.3f} {m.calibration:>6.3f} "
             f"{speed:>10.0f}"
         )
+    for run in report.models:
+        if run.stored_rows is not None:
+            rows.append(
+                f"store {run.config.paper_name}: {run.stored_rows} rows after eviction "
+                f"({run.evicted_ttl} unseen past the TTL, {run.evicted_max_rows} beyond the cap)"
+            )
     s = report.join
     rows.append(
         f"joined: {s.labels_positive + s.labels_negative} labels "

@@ -102,6 +102,19 @@ class SimulateOutput:
             )
 
 
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class EvictionPolicy:
+    """Store eviction on an event-time schedule: every `every_ms`, rows unseen for
+    `ttl_ms`, then the least frequent beyond `max_rows` (None: that rule is off)."""
+
+    every_ms: int
+    ttl_ms: int | None
+    max_rows: int | None
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """`[train]`: which models learn and how (model hyper-parameters are section 3.3's)."""
@@ -124,8 +137,17 @@ class TrainSettings:
     admit_after: int = 1
     admit_after_fields: str = ""
     sketch_width: int = 1 << 22
+    store_ttl_hours: float = 0.0
+    store_max_rows: int = 0
+    evict_every_hours: float = 24.0
 
     def __post_init__(self) -> None:
+        if self.store_ttl_hours < 0 or self.store_max_rows < 0 or self.evict_every_hours <= 0:
+            raise ConfigError(
+                "train.store_ttl_hours and train.store_max_rows must be >= 0 (0: off) and "
+                f"train.evict_every_hours > 0, got {self.store_ttl_hours}, "
+                f"{self.store_max_rows} and {self.evict_every_hours}"
+            )
         if self.admit_after < 1 or self.sketch_width < 1:
             raise ConfigError(
                 f"train.admit_after and train.sketch_width must be >= 1, "
@@ -168,6 +190,16 @@ class TrainSettings:
             if out[name.strip()] < 1:
                 raise ConfigError(f"train.admit_after_fields: {part!r} needs a count >= 1")
         return out
+
+    def eviction(self) -> EvictionPolicy | None:
+        """When and what the store drops, in event time; None when rows live forever."""
+        if self.store != "rocksdb" or not (self.store_ttl_hours or self.store_max_rows):
+            return None
+        return EvictionPolicy(
+            every_ms=int(self.evict_every_hours * HOUR_MS),
+            ttl_ms=int(self.store_ttl_hours * HOUR_MS) or None,
+            max_rows=self.store_max_rows or None,
+        )
 
     def model_names(self) -> list[str]:
         return [m.strip() for m in self.models.split(",") if m.strip()]

@@ -9,14 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    z = x + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return np.asarray(z ^ (z >> np.uint64(31)))
+from store.mixing import mix64
 
 
 class CountMinSketch:
@@ -27,12 +20,11 @@ class CountMinSketch:
             raise ValueError(f"a count-min sketch needs width and depth >= 1, got {width}x{depth}")
         self.width, self.depth = width, depth
         self._table = np.zeros((depth, width), dtype=np.uint32)
-        self._salts = _mix(np.arange(depth, dtype=np.uint64) + np.uint64(seed))
+        self._salts = mix64(np.arange(depth, dtype=np.uint64) + np.uint64(seed))
 
     def _cells(self, ids: np.ndarray) -> np.ndarray:
         keys = np.ascontiguousarray(ids, dtype=np.int64).view(np.uint64)
-        with np.errstate(over="ignore"):
-            hashed = _mix(keys[None, :] ^ self._salts[:, None])
+        hashed = mix64(keys[None, :] ^ self._salts[:, None])
         return np.asarray(hashed % np.uint64(self.width), dtype=np.int64)
 
     def add(self, ids: np.ndarray) -> None:

@@ -1,6 +1,6 @@
 """A fixed-capacity hot-row cache on the training device in front of the row store.
 
-Rows live in one slab [capacity, width]; a dict maps id -> slot; CLOCK picks
+Rows live in one slab [capacity, width]; a vectorized `SlotMap` maps id -> slot; CLOCK picks
 victims among slots the current batch does not use. Updates only touch the
 slab. A dirty victim moves to a write-back buffer (still readable), and
 `flush(position)` writes every dirty row, the write-back buffer and the input
@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from store.errors import StoreError
-from store.rows import RowStore
+from store.rows import Eviction, RowStore
+from store.slotmap import SlotMap
 
 Initializer = Callable[[np.ndarray], np.ndarray]
 
@@ -40,7 +41,7 @@ class CachedEmbeddings:
         self.capacity = capacity
         self._device = torch.device(device)
         self._slab = torch.zeros((capacity, store.width), dtype=torch.float32, device=self._device)
-        self._slot_of: dict[int, int] = {}
+        self._slot_of = SlotMap(capacity)
         self._id_at = np.zeros(capacity, dtype=np.int64)
         self._used = np.zeros(capacity, dtype=bool)
         self._dirty = np.zeros(capacity, dtype=bool)
@@ -69,7 +70,7 @@ class CachedEmbeddings:
                 f"a batch touches {len(keys)} rows but the cache at {self.store.path} holds "
                 f"{self.capacity}; raise the cache size or lower the batch size"
             )
-        slots = np.fromiter(map(self._slot_of.get, keys.tolist(), [-1] * len(keys)), np.int64)
+        slots = self._slot_of.get(keys)
         missing = slots < 0
         self.hits += int((~missing).sum())
         self.misses += int(missing.sum())
@@ -88,13 +89,13 @@ class CachedEmbeddings:
         if self._last is not None and self._last[0] is ids:
             index = self._last[1]
         else:
-            slots = [self._slot_of.get(k) for k in ids.tolist()]
-            if None in slots:
+            slots = self._slot_of.get(ids.cpu().numpy())
+            if (slots < 0).any():
                 raise StoreError(
                     f"update of rows not in the cache of {self.store.path}: "
                     "update() takes back rows from lookup()"
                 )
-            index = torch.tensor(slots, dtype=torch.int64, device=self._device)
+            index = torch.from_numpy(slots).to(self._device)
         self._slab.index_copy_(0, index, rows.to(self._device, torch.float32))
         self._dirty[index.cpu().numpy()] = True
 
@@ -117,6 +118,20 @@ class CachedEmbeddings:
         self._dirty[:] = False
         self._written_back.clear()
         return len(all_ids)
+
+    def evict(self, expire_before: int | None, max_rows: int | None) -> Eviction:
+        """Deletes stored rows by TTL and count (`RowStore.evict`) and drops the clean
+        cached copies of deleted ids; rows changed since the last flush stay, as they
+        were touched after the stored copy was judged. Flush first so the store's
+        last-seen times are current."""
+        eviction = self.store.evict(expire_before, max_rows)
+        slots = self._slot_of.get(eviction.ids)
+        clean = slots[(slots >= 0)]
+        clean = clean[~self._dirty[clean]]
+        self._slot_of.delete(self._id_at[clean])
+        self._used[clean] = False
+        self._referenced[clean] = False
+        return eviction
 
     def _peek(self, keys: np.ndarray, slots: np.ndarray, missing: np.ndarray) -> torch.Tensor:
         """Rows for scoring: absent ones are read or initialized but never cached or stored."""
@@ -150,7 +165,7 @@ class CachedEmbeddings:
         self._used[slots] = True
         # A row new to the store is dirty from the start: flush must persist it.
         self._dirty[slots] = ~found
-        self._slot_of.update(zip(keys.tolist(), slots.tolist(), strict=True))
+        self._slot_of.put(keys, slots)
         return slots
 
     def _free_slots(self, n: int, protect: np.ndarray) -> np.ndarray:
@@ -192,7 +207,6 @@ class CachedEmbeddings:
                     self._id_at[dirty].tolist(), rows, stats, strict=True
                 )
             )
-        for key in self._id_at[slots].tolist():
-            del self._slot_of[key]
+        self._slot_of.delete(self._id_at[slots])
         self._dirty[slots] = False
         self._used[slots] = False

@@ -1,8 +1,9 @@
 """Deltas: the rows changed since the last checkpoint, shipped instead of a full copy.
 
-`export_delta` writes them (with the store's position) to one `.npz` file,
-atomically; `apply_delta` writes a delta into a copy of the previous snapshot,
-which then equals a full checkpoint taken at the same moment.
+`export_delta` writes them, the ids deleted since (evicted rows) and the
+store's position to one `.npz` file, atomically; `apply_delta` writes a delta
+into a copy of the previous snapshot, which then equals a full checkpoint
+taken at the same moment.
 """
 
 from __future__ import annotations
@@ -18,18 +19,19 @@ from store.rows import RowStore
 
 
 def export_delta(store: RowStore, dest: Path) -> int:
-    """Writes the changed rows and the position to `dest`; returns how many rows."""
-    ids = store.changed_ids()
-    rows, found = store.get(ids)
-    if not found.all():
-        raise StoreError(f"{store.path}: {int((~found).sum())} changed ids have no row")
+    """Writes the changed rows, the deleted ids and the position to `dest`; returns how
+    many ids the delta carries."""
+    changed = store.changed_ids()
+    rows, found = store.get(changed)
+    ids, deleted = changed[found], changed[~found]
     tmp = dest.with_name(dest.name + ".tmp")
     try:
         with tmp.open("wb") as f:
             np.savez(
                 f,
                 ids=ids,
-                rows=rows,
+                rows=rows[found],
+                deleted=deleted,
                 width=np.int64(store.width),
                 position=np.frombuffer(json.dumps(store.position()).encode(), np.uint8),
             )
@@ -38,7 +40,7 @@ def export_delta(store: RowStore, dest: Path) -> int:
         os.replace(tmp, dest)
     except OSError as exc:
         raise StoreError(f"writing the delta of {store.path} to {dest} failed: {exc}") from exc
-    return len(ids)
+    return len(changed)
 
 
 def apply_delta(store: RowStore, delta: Path) -> int:
@@ -46,6 +48,7 @@ def apply_delta(store: RowStore, delta: Path) -> int:
     try:
         with np.load(delta) as data:
             ids, rows, width = data["ids"], data["rows"], int(data["width"])
+            deleted = data["deleted"]
             position = json.loads(data["position"].tobytes())
     except (OSError, KeyError, ValueError) as exc:
         raise StoreError(f"cannot read the delta {delta}: {exc}") from exc
@@ -53,5 +56,5 @@ def apply_delta(store: RowStore, delta: Path) -> int:
         raise StoreSchemaError(
             f"the delta {delta} has rows of width {width}, the store at {store.path} {store.width}"
         )
-    store.write(ids, rows, position)
-    return len(ids)
+    store.write(ids, rows, position, deleted=deleted)
+    return len(ids) + len(deleted)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,11 +24,21 @@ from store.errors import StoreError, StoreFullError, StoreLockedError, StoreSche
 from store.options import RocksOptions
 
 ROW = b"r"
-CHANGED = b"d"  # ids written since the last checkpoint: what a delta must carry
+CHANGED = b"d"  # ids written or deleted since the last checkpoint: what a delta must carry
 _META = b"m:meta"
 _POSITION = b"m:position"
 FORMAT = 2
 _BATCH = 100_000
+
+
+@dataclass(frozen=True)
+class Eviction:
+    """What `RowStore.evict` deleted: counts by reason, the ids, and the rows left."""
+
+    expired: int
+    trimmed: int
+    ids: np.ndarray
+    remaining: int
 
 
 def record_dtype(width: int) -> np.dtype[Any]:
@@ -97,9 +108,10 @@ class RowStore:
         position: Mapping[str, Any] | None = None,
         counts: np.ndarray | None = None,
         seen: np.ndarray | None = None,
+        deleted: np.ndarray | None = None,
     ) -> None:
-        """Puts every row (with its count and last-seen time, if known) and the input
-        position they reflect in one atomic batch."""
+        """Puts every row (with its count and last-seen time, if known), deletes the
+        `deleted` ids and records the input position they reflect, in one atomic batch."""
         if rows.shape != (len(ids), self.width):
             raise StoreError(
                 f"rows of shape {rows.shape} do not fit {len(ids)} ids of width {self.width} "
@@ -114,6 +126,9 @@ class RowStore:
         batch = WriteBatch(raw_mode=True)
         for i, key in enumerate(row_keys(ids)):
             batch.put(key, data[i * step : (i + 1) * step])
+            batch.put(CHANGED + key[1:], b"")
+        for key in row_keys(deleted) if deleted is not None else ():
+            batch.delete(key)
             batch.put(CHANGED + key[1:], b"")
         if position is not None:
             batch.put(_POSITION, json.dumps(dict(position), sort_keys=True).encode())
@@ -138,10 +153,10 @@ class RowStore:
         raw = b"".join(k[1:] for k in itertools.takewhile(lambda k: k[:1] == CHANGED, keys))
         return np.frombuffer(raw, dtype=">u8").astype(np.uint64).view(np.int64)
 
-    def evict(self, expire_before: int | None, max_rows: int | None) -> tuple[int, int]:
+    def evict(self, expire_before: int | None, max_rows: int | None) -> Eviction:
         """Deletes rows last seen before `expire_before` (event time), then the least
-        frequent beyond `max_rows`; returns (expired, trimmed). A full scan: a job for
-        a schedule, not the training step."""
+        frequent beyond `max_rows`, marking them for the next delta. A full scan: a job
+        for a schedule, not the training step."""
         ids, counts, seen = self._scan_stats()
         expired = (seen >= 0) & (seen < expire_before) if expire_before is not None else None
         drop = expired if expired is not None else np.zeros(len(ids), dtype=bool)
@@ -154,13 +169,17 @@ class RowStore:
             victims = order[: len(alive) - max_rows]
             drop[victims] = True
             n_trimmed = len(victims)
-        doomed = row_keys(ids[drop])
+        doomed = ids[drop]
         for start in range(0, len(doomed), _BATCH):
             batch = WriteBatch(raw_mode=True)
-            for key in doomed[start : start + _BATCH]:
+            for key in row_keys(doomed[start : start + _BATCH]):
                 batch.delete(key)
-            self._db.write(batch)
-        return n_expired, n_trimmed
+                batch.put(CHANGED + key[1:], b"")
+            try:
+                self._db.write(batch)
+            except Exception as exc:
+                raise StoreError(f"deleting evicted rows from {self.path} failed: {exc}") from exc
+        return Eviction(n_expired, n_trimmed, doomed, len(ids) - len(doomed))
 
     def _scan_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         items: Iterator[tuple[bytes, bytes]] = cast(Any, self._db).items(from_key=ROW)

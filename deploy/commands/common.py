@@ -97,6 +97,21 @@ TRAIN = [
     ),
     Option("train.sketch_width", "--sketch-width", "counters per row of the admission sketch"),
     Option(
+        "train.store_ttl_hours",
+        "--store-ttl-hours",
+        "delete stored rows unseen for this many hours of event time (0: never)",
+    ),
+    Option(
+        "train.store_max_rows",
+        "--store-max-rows",
+        "keep at most this many stored rows per model, dropping the least frequent (0: no cap)",
+    ),
+    Option(
+        "train.evict_every_hours",
+        "--evict-every-hours",
+        "run store eviction every this many hours of event time",
+    ),
+    Option(
         "train.sparse_lr", "--sparse-lr", "learning rate of the per-row optimizer (0: its default)"
     ),
 ]

@@ -3,7 +3,8 @@
 It simulates the configured days (also written to files, with the truth), joins
 impressions and clicks with the joiner core, trains the configured models in
 one online pass over every day but the last, and prints their next-day holdout
-table on the last day beside the Bayes-optimal score.
+table on the last day beside the Bayes-optimal score. Its training metrics
+(store eviction, admission, cache) land in OUT/metrics.prom.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from prometheus_client import CollectorRegistry
 
 from deploy.commands.common import SIMULATE_OUTPUT, SIMULATION, TRAIN
 from deploy.config import Option
 from deploy.errors import ConfigError
+from deploy.metrics import TrainingMetrics
 from deploy.offline import OfflineRun, format_report, run_days
 from deploy.settings import Settings
 from deploy.sources import admission_for, embedding_source
@@ -60,6 +63,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             settings.train, layout, model.name, out / "store"
         ),
         filter_for=lambda fields: admission_for(settings.train, fields),
+        eviction=settings.train.eviction(),
     )
     if settings.train.store == "rocksdb" and settings.train.store_dir is None:
         # The demo's own store starts empty on every run, like its other files.
@@ -78,6 +82,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         f"trained on days 0-{sim.days - 2} with join window {join.window_ms} ms"
     )
     print(format_report(report), flush=True)
+    metrics = TrainingMetrics(CollectorRegistry())
+    metrics.record(report.models)
+    metrics.write(out / "metrics.prom")
     return 0
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.cli import COMMANDS
 from store.rows import RowStore
@@ -121,6 +123,36 @@ def test_demo_through_the_rocksdb_store_matches_the_in_memory_run(tmp_path: Path
         assert position is not None and position["trained_events"] == 3000
     finally:
         store.close()
+
+
+def test_demo_evicts_on_its_event_time_schedule_and_writes_metrics(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    args = ["--models", "fm", "--store", "rocksdb", "--store-max-rows", "300"]
+    result = _run(
+        "demo", "--out", str(out), *TINY, *args, "--evict-every-hours", "6", "--admit-after", "2"
+    )
+    assert result.returncode == 0, result.stderr
+    match = re.search(
+        r"store FM: (\d+) rows after eviction \((\d+) unseen past the TTL, (\d+) beyond",
+        result.stdout,
+    )
+    assert match is not None, result.stdout
+    remaining, expired, trimmed = map(int, match.groups())
+    assert remaining == 300 and expired == 0 and trimmed > 0
+    metrics = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families((out / "metrics.prom").read_text())
+        for sample in family.samples
+    }
+
+    def value(name: str, **labels: str) -> float:
+        return metrics[(name, tuple(sorted({"model": "fm", **labels}.items())))]
+
+    assert value("fmstream_store_rows_evicted_total", reason="max_rows") == trimmed
+    assert value("fmstream_store_rows") == 300
+    assert value("fmstream_admission_ids_total", decision="deferred") > 0
+    assert value("fmstream_cache_lookups_total", result="miss") > 0
+    assert value("fmstream_trained_events_total") == 3000
 
 
 def test_demo_rejects_an_unknown_model() -> None:

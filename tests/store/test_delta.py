@@ -46,6 +46,29 @@ def test_previous_snapshot_plus_delta_equals_a_full_snapshot(tmp_path: Path) -> 
     full.close()
 
 
+def test_a_delta_carries_evicted_rows_as_deletions(tmp_path: Path) -> None:
+    ids = np.arange(10, dtype=np.int64)
+    seen = np.where(ids < 4, 100, 900)
+    store = RowStore(tmp_path / "live", W)
+    store.write(ids, np.ones((10, W), dtype=np.float32), {"o": 1}, seen=seen)
+    store.checkpoint(tmp_path / "snap1")
+    store.evict(expire_before=500, max_rows=None)
+    store.write(np.array([7]), np.full((1, W), 3.0, np.float32), {"o": 2})
+    assert export_delta(store, tmp_path / "d.npz") == 5  # 4 deleted + 1 written
+    store.checkpoint(tmp_path / "snap2")
+    store.close()
+
+    shutil.copytree(tmp_path / "snap1", tmp_path / "rebuilt")
+    rebuilt = RowStore(tmp_path / "rebuilt", W)
+    assert apply_delta(rebuilt, tmp_path / "d.npz") == 5
+    full = RowStore(tmp_path / "snap2", W, read_only=True)
+    np.testing.assert_array_equal(_all_rows(rebuilt, ids), _all_rows(full, ids))
+    assert rebuilt.get(ids)[1].tolist() == [False] * 4 + [True] * 6
+    assert rebuilt.position() == {"o": 2}
+    rebuilt.close()
+    full.close()
+
+
 def test_a_delta_of_another_width_is_refused(tmp_path: Path) -> None:
     store = RowStore(tmp_path / "a", W)
     store.write(np.array([1]), np.ones((1, W), dtype=np.float32), {"o": 1})

@@ -18,8 +18,9 @@ def test_ttl_then_least_frequent_eviction(tmp_path: Path) -> None:
     seen = np.array([100, 900, 950, 980, 120, 990, 995, 999, 50, -1])
     store.write(ids, np.zeros((10, W), dtype=np.float32), {"p": 1}, counts, seen)
     # Unseen since 500: ids 0, 4, 8 (id 9's last-seen time is unknown: never expired).
-    expired, trimmed = store.evict(expire_before=500, max_rows=4)
-    assert (expired, trimmed) == (3, 3)
+    eviction = store.evict(expire_before=500, max_rows=4)
+    assert (eviction.expired, eviction.trimmed, eviction.remaining) == (3, 3, 4)
+    assert sorted(eviction.ids.tolist()) == [0, 1, 3, 4, 8, 9]
     _, found = store.get(ids)
     # Of the 7 left, the 4 most frequent stay: 6 (8), 2 (9), 7 (4), 5 (3).
     assert np.flatnonzero(found).tolist() == [2, 5, 6, 7]
@@ -45,5 +46,30 @@ def test_the_cache_stamps_touched_rows_with_count_and_event_time(tmp_path: Path)
     cache.update(batch, cache.lookup(batch))
     cache.flush()
     assert store.get_records(np.array([2]))[0]["count"].tolist() == [2]
-    assert store.evict(expire_before=2_500, max_rows=None) == (1, 0)  # id 3
+    eviction = store.evict(expire_before=2_500, max_rows=None)
+    assert eviction.ids.tolist() == [3] and eviction.trimmed == 0
+    store.close()
+
+
+def test_cache_eviction_drops_clean_copies_and_keeps_rows_touched_since(tmp_path: Path) -> None:
+    store = RowStore(tmp_path / "db", W)
+    cache = CachedEmbeddings(store, lambda ids: np.full((len(ids), W), 0.5, np.float32), 8)
+    cache.observe(1_000)
+    old = torch.tensor([1, 2, 3])
+    cache.update(old, cache.lookup(old) + 1)
+    cache.flush({"p": 1})
+    cache.observe(9_000)
+    touched = torch.tensor([3])
+    cache.update(touched, cache.lookup(touched) + 1)  # not flushed: the store still says 1_000
+
+    eviction = cache.evict(expire_before=5_000, max_rows=None)
+    assert sorted(eviction.ids.tolist()) == [1, 2, 3]
+    # A deleted clean row is gone from the cache too: it reads as a new row again.
+    np.testing.assert_array_equal(
+        cache.lookup(torch.tensor([1]), create=False).numpy(), [[0.5, 0.5]]
+    )
+    cache.flush({"p": 2})
+    rows, found = store.get(np.array([1, 2, 3]))
+    assert found.tolist() == [False, False, True]  # the touched row was written back
+    np.testing.assert_array_equal(rows[2], [2.5, 2.5])
     store.close()
