@@ -56,6 +56,7 @@ class TopicSettings:
     corrections: str = "labeled.corrections"
     dead_letter: str = "fmstream.dead-letter"
     snapshots: str = "fmstream.snapshots"
+    join_changelog: str = "fmstream.joiner-changelog"
     partitions: int = 4
 
     def __post_init__(self) -> None:
@@ -70,8 +71,35 @@ class TopicSettings:
             self.corrections,
             self.dead_letter,
             self.snapshots,
+            self.join_changelog,
         )
         return {name: self.partitions for name in names}
+
+
+@dataclass(frozen=True)
+class JoinerSettings:
+    """`[joiner]`: the join daemon (`fmstream join`); the window itself is `[join]`."""
+
+    group_id: str = "fmstream-joiner"
+    state_dir: Path = Path("runs/joiner-state")
+    idle_timeout_s: float = 30.0
+    metrics_port: int = 9400
+    max_poll_records: int = 500
+    max_record_bytes: int = 64 * 1024
+    max_skew_hours: float = 24.0
+
+    def __post_init__(self) -> None:
+        if self.idle_timeout_s <= 0 or self.max_poll_records < 1 or self.max_record_bytes < 1:
+            raise ConfigError(
+                "joiner.idle_timeout_s, joiner.max_poll_records and joiner.max_record_bytes "
+                f"must be > 0, got {self.idle_timeout_s}, {self.max_poll_records}, "
+                f"{self.max_record_bytes}"
+            )
+        if not 0 <= self.metrics_port < 65536 or self.max_skew_hours <= 0:
+            raise ConfigError(
+                f"joiner.metrics_port must be 0-65535 (0: none) and joiner.max_skew_hours > 0, "
+                f"got {self.metrics_port} and {self.max_skew_hours}"
+            )
 
 
 @dataclass(frozen=True)
@@ -251,6 +279,7 @@ class Settings:
     simulate: SimulationConfig
     simulate_output: SimulateOutput
     join: JoinConfig
+    joiner: JoinerSettings
     train: TrainSettings
     bench: BenchSettings
 
@@ -264,6 +293,7 @@ SECTIONS: dict[str, tuple[tuple[str, type], ...]] = {
     "broker": (("broker", BrokerSettings),),
     "simulate": (("simulate", SimulationConfig), ("simulate_output", SimulateOutput)),
     "join": (("join", JoinConfig),),
+    "joiner": (("joiner", JoinerSettings),),
     "train": (("train", TrainSettings),),
     "bench": (("bench", BenchSettings),),
 }

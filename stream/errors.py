@@ -25,3 +25,7 @@ class BrokerError(StreamError):
 
 class SimulationConfigError(StreamError):
     """A simulation parameter is out of its valid range."""
+
+
+class JoinStateError(StreamError):
+    """The joiner's local state or its changelog cannot be read, written or trusted."""

@@ -2,9 +2,12 @@
 
 Each impression waits until its click arrives (label 1 at once, with
 `click_ts`) or until its attribution window `[ts, ts + window]` has closed
-(label 0). A window is closed once the watermark, the largest event time seen
-minus the allowed lateness, has passed its end: a click at exactly
-`ts + window` still counts. Exactly one labeled event leaves per impression id.
+(label 0). A window is closed once the watermark has passed its end: a click at
+exactly `ts + window` still counts. The watermark is the smaller of the two
+inputs' largest event times, minus the allowed lateness, so a click stream
+that lags the impressions never has its windows closed under it; it is
+undefined until both inputs have been seen (`advance_to` moves both, for an
+idle input). Exactly one labeled event leaves per impression id.
 
 Anomalies, all counted: a repeated impression id is ignored; repeated clicks
 count once; a click whose impression has not arrived waits `orphan_grace_ms`
@@ -12,13 +15,17 @@ of event time for it and is then an orphan; a click after its window is late
 and comes out as a `LateClick` (a correction for the trainer). When more than
 `max_pending` impressions wait, the oldest is labeled 0 early (`evicted`).
 
-The core holds its state in memory; one core serves one partition.
+The core holds its state in memory; one core serves one partition. With
+`journal=True` it also records every change of its state (`take_changes`), so a
+daemon can persist exactly what changed with each batch and `restore` it.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
+from typing import Any
 
 from stream.events import Click, Impression, LabeledEvent
 
@@ -64,13 +71,19 @@ class JoinStats:
 
 
 Output = LabeledEvent | LateClick
+# One change of state: (kind, id, value); value None deletes. Kinds: PENDING holds an
+# Impression, WAITING a click's ts, DONE (label, impression ts, late click reported).
+Change = tuple[str, str, Any]
+PENDING, WAITING, DONE = "P", "W", "D"
 
 
 class JoinerCore:
-    def __init__(self, config: JoinConfig) -> None:
+    def __init__(self, config: JoinConfig, journal: bool = False) -> None:
         self.config = config
         self.stats = JoinStats()
-        self._max_ts: int | None = None
+        self._max_imp: int | None = None
+        self._max_click: int | None = None
+        self._changes: dict[tuple[str, str], Any] | None = {} if journal else None
         self._pending: dict[str, Impression] = {}
         self._closing: list[tuple[int, str]] = []  # (window end, id)
         self._waiting: dict[str, int] = {}  # clicks before their impression: id -> click ts
@@ -81,9 +94,50 @@ class JoinerCore:
 
     @property
     def watermark(self) -> int | None:
-        if self._max_ts is None:
+        if self._max_imp is None or self._max_click is None:
             return None
-        return self._max_ts - self.config.allowed_lateness_ms
+        return min(self._max_imp, self._max_click) - self.config.allowed_lateness_ms
+
+    @property
+    def event_times(self) -> tuple[int | None, int | None]:
+        """The largest event time seen on each input: (impressions, clicks)."""
+        return self._max_imp, self._max_click
+
+    def take_changes(self) -> list[Change]:
+        """The state changes since the last call, the last one per (kind, id)."""
+        if self._changes is None:
+            raise ValueError("this joiner core keeps no journal (journal=False)")
+        changes = [(kind, rid, value) for (kind, rid), value in self._changes.items()]
+        self._changes.clear()
+        return changes
+
+    def restore(
+        self,
+        event_times: tuple[int | None, int | None],
+        pending: Iterable[Impression],
+        waiting: Iterable[tuple[str, int]],
+        done: Iterable[tuple[str, tuple[int, int, bool]]],
+    ) -> None:
+        """Rebuilds a core from persisted state (a fresh core, before any record)."""
+        self._max_imp, self._max_click = event_times
+        config = self.config
+        for imp in pending:
+            self._pending[imp.id] = imp
+            self._closing.append((imp.ts + config.window_ms, imp.id))
+        for rid, ts in waiting:
+            self._waiting[rid] = ts
+            self._orphaning.append((ts + config.orphan_grace_ms, rid))
+        for rid, (label, imp_ts, late) in done:
+            self._done[rid] = (label, imp_ts)
+            self._forgetting.append((imp_ts + config.window_ms + config.retention_ms, rid))
+            if late:
+                self._late_ids.add(rid)
+        for heap in (self._closing, self._orphaning, self._forgetting):
+            heapq.heapify(heap)
+
+    def _note(self, kind: str, rid: str, value: Any) -> None:
+        if self._changes is not None:
+            self._changes[(kind, rid)] = value
 
     @property
     def pending(self) -> int:
@@ -91,18 +145,22 @@ class JoinerCore:
 
     def impression(self, imp: Impression) -> list[Output]:
         self.stats.impressions += 1
-        self._see(imp.ts)
+        if self._max_imp is None or imp.ts > self._max_imp:
+            self._max_imp = imp.ts
         if imp.id in self._pending or imp.id in self._done:
             self.stats.duplicate_impressions += 1
             return self._advance()
         out: list[Output] = []
         click_ts = self._waiting.pop(imp.id, None)
+        if click_ts is not None:
+            self._note(WAITING, imp.id, None)
         if click_ts is not None and click_ts - imp.ts <= self.config.window_ms:
             out.append(self._label(imp, click_ts))
         else:
             if click_ts is not None:
                 self._late(out, imp.id, imp.ts, click_ts)
             self._pending[imp.id] = imp
+            self._note(PENDING, imp.id, imp)
             heapq.heappush(self._closing, (imp.ts + self.config.window_ms, imp.id))
             if len(self._pending) > self.config.max_pending:
                 out.extend(self._evict_oldest())
@@ -111,12 +169,14 @@ class JoinerCore:
 
     def click(self, click: Click) -> list[Output]:
         self.stats.clicks += 1
-        self._see(click.ts)
+        if self._max_click is None or click.ts > self._max_click:
+            self._max_click = click.ts
         out: list[Output] = []
         imp = self._pending.get(click.id)
         if imp is not None:
             if click.ts - imp.ts <= self.config.window_ms:
                 del self._pending[click.id]
+                self._note(PENDING, click.id, None)
                 out.append(self._label(imp, click.ts))
             else:
                 self._late(out, imp.id, imp.ts, click.ts)
@@ -129,15 +189,21 @@ class JoinerCore:
         elif click.id in self._waiting:
             self.stats.duplicate_clicks += 1
             self._waiting[click.id] = min(self._waiting[click.id], click.ts)
+            self._note(WAITING, click.id, self._waiting[click.id])
         else:
             self._waiting[click.id] = click.ts
+            self._note(WAITING, click.id, click.ts)
             heapq.heappush(self._orphaning, (click.ts + self.config.orphan_grace_ms, click.id))
         out.extend(self._advance())
         return out
 
     def advance_to(self, event_ts: int) -> list[Output]:
-        """Moves event time on without a record (an idle partition's wall-clock timeout)."""
-        self._see(event_ts)
+        """Moves both inputs' event time on to at least `event_ts` without a record (an
+        idle input's wall-clock timeout)."""
+        self._max_imp = max(self._max_imp if self._max_imp is not None else event_ts, event_ts)
+        self._max_click = max(
+            self._max_click if self._max_click is not None else event_ts, event_ts
+        )
         return self._advance()
 
     def flush(self) -> list[Output]:
@@ -147,14 +213,12 @@ class JoinerCore:
         ]
         self._closing.clear()
         self.stats.orphan_clicks += len(self._waiting)
+        for rid in self._waiting:
+            self._note(WAITING, rid, None)
         self._waiting.clear()
         self._orphaning.clear()
         self._late_ids.clear()
         return out
-
-    def _see(self, ts: int) -> None:
-        if self._max_ts is None or ts > self._max_ts:
-            self._max_ts = ts
 
     def _advance(self) -> list[Output]:
         mark = self.watermark
@@ -169,10 +233,12 @@ class JoinerCore:
         while self._orphaning and self._orphaning[0][0] < mark:
             _, rid = heapq.heappop(self._orphaning)
             if self._waiting.pop(rid, None) is not None:
+                self._note(WAITING, rid, None)
                 self.stats.orphan_clicks += 1
         while self._forgetting and self._forgetting[0][0] < mark:
             rid = heapq.heappop(self._forgetting)[1]
-            self._done.pop(rid, None)
+            if self._done.pop(rid, None) is not None:
+                self._note(DONE, rid, None)
             self._late_ids.discard(rid)
         return out
 
@@ -183,12 +249,14 @@ class JoinerCore:
 
     def _close(self, imp: Impression) -> LabeledEvent:
         del self._pending[imp.id]
+        self._note(PENDING, imp.id, None)
         self.stats.labels_negative += 1
         self._remember(imp, 0)
         return LabeledEvent(imp.id, imp.ts, 0, None, imp.features)
 
     def _remember(self, imp: Impression, label: int) -> None:
         self._done[imp.id] = (label, imp.ts)
+        self._note(DONE, imp.id, (label, imp.ts, imp.id in self._late_ids))
         forget_at = imp.ts + self.config.window_ms + self.config.retention_ms
         heapq.heappush(self._forgetting, (forget_at, imp.id))
 
@@ -197,6 +265,9 @@ class JoinerCore:
             self.stats.duplicate_clicks += 1
             return
         self._late_ids.add(rid)
+        done = self._done.get(rid)
+        if done is not None:
+            self._note(DONE, rid, (*done, True))
         self.stats.late_clicks += 1
         out.append(LateClick(rid, imp_ts, click_ts))
 

@@ -31,6 +31,7 @@ def make_topics(broker: EmbeddedBroker) -> Callable[[int], TopicSettings]:
             corrections=f"labeled.corrections-{tag}",
             dead_letter=f"fmstream.dead-letter-{tag}",
             snapshots=f"fmstream.snapshots-{tag}",
+            join_changelog=f"fmstream.joiner-changelog-{tag}",
             partitions=partitions,
         )
         ensure_topics(broker.client_options, topics.all())

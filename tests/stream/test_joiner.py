@@ -35,10 +35,59 @@ def test_click_exactly_at_the_window_end_still_counts() -> None:
 
 def test_window_closes_only_when_the_watermark_passes_its_end() -> None:
     core = JoinerCore(CONFIG)
+    core.click(Click("other", 5_000))
     core.impression(imp("a", 0))
     # Watermark = max ts - lateness; the window [0, 1000] closes once it exceeds 1000.
     assert labels(core.impression(imp("b", W + 100))) == []
     assert labels(core.impression(imp("c", W + 101))) == [("a", 0)]
+
+
+def test_a_lagging_click_stream_holds_the_windows_open() -> None:
+    core = JoinerCore(CONFIG)
+    core.impression(imp("a", 0))
+    assert core.watermark is None  # no click seen yet: nothing may close
+    core.impression(imp("b", 10 * W))
+    core.click(Click("x", 100))  # the click input is far behind the impressions
+    assert core.watermark == 0
+    assert labels(core.click(Click("a", 900))) == [("a", 1)]
+    assert labels(core.click(Click("y", 10 * W))) == []  # b's window is still open
+
+
+def test_journal_and_restore_rebuild_the_same_joiner() -> None:
+    live = JoinerCore(CONFIG, journal=True)
+    state: dict[tuple[str, str], object] = {}
+
+    def persist() -> None:
+        for kind, rid, value in live.take_changes():
+            if value is None:
+                state.pop((kind, rid), None)
+            else:
+                state[(kind, rid)] = value
+
+    live.impression(imp("a", 0))
+    live.impression(imp("b", 200))
+    live.click(Click("b", 300))  # labeled 1: done
+    live.impression(imp("c", 400))
+    live.advance_to(W + 150)  # a closes (0); c stays pending
+    live.click(Click("a", W + 150))  # a late click, reported once
+    live.click(Click("early", W + 120))  # waits for its impression
+    persist()
+    assert ("P", "a") not in state and state[("P", "c")] == imp("c", 400)
+    assert state[("D", "a")] == (0, 0, True) and state[("D", "b")] == (1, 200, False)
+
+    restored = JoinerCore(CONFIG)
+    restored.restore(
+        live.event_times,
+        [v for (k, _), v in state.items() if k == "P"],  # type: ignore[misc]
+        [(rid, v) for (k, rid), v in state.items() if k == "W"],  # type: ignore[misc]
+        [(rid, v) for (k, rid), v in state.items() if k == "D"],  # type: ignore[misc]
+    )
+    for core in (live, restored):
+        assert core.click(Click("a", W + 160)) == []  # the late click was already reported
+        assert core.impression(imp("b", 200)) == []  # a duplicate of a labeled id
+        assert labels(core.impression(imp("early", W + 100))) == [("early", 1)]
+        assert labels(core.advance_to(3 * W)) == [("c", 0)]
+    assert live.stats.duplicate_clicks == restored.stats.duplicate_clicks == 1
 
 
 def test_click_one_ms_after_the_window_is_late_and_the_label_stays_zero() -> None:

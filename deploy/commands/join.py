@@ -1,0 +1,88 @@
+"""`fmstream join`: the join daemon, until SIGTERM/SIGINT (finishes its batch, exits 0)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from deploy.commands.common import KAFKA
+from deploy.config import Option
+from deploy.errors import DeployError
+from deploy.join import JoinDaemon
+from deploy.join_metrics import JoinMetrics
+from deploy.settings import Settings
+from deploy.signals import stop_on_signals
+from stream.kafka.options import ClientOptions
+
+NAME = "join"
+HELP = "join impressions and clicks from Kafka into labeled events (a daemon)"
+OPTIONS: list[Option] = [
+    *KAFKA,
+    Option("join.window_ms", "--window-ms", "attribution window: a click later than this is late"),
+    Option(
+        "join.allowed_lateness_ms",
+        "--allowed-lateness-ms",
+        "how far behind the newest event time a record may arrive and still count",
+    ),
+    Option(
+        "join.orphan_grace_ms",
+        "--orphan-grace-ms",
+        "how long a click waits for its impression before it is an orphan (event time)",
+    ),
+    Option(
+        "join.retention_ms",
+        "--retention-ms",
+        "how long labeled ids are remembered after their window, to catch duplicates",
+    ),
+    Option("join.max_pending", "--max-pending", "cap on waiting impressions per partition"),
+    Option("joiner.group_id", "--group-id", "consumer group shared by the joiner instances"),
+    Option("joiner.state_dir", "--state-dir", "local RocksDB state of this instance"),
+    Option(
+        "joiner.idle_timeout_s",
+        "--idle-timeout",
+        "seconds without records after which an input stops holding windows open",
+    ),
+    Option("joiner.metrics_port", "--metrics-port", "Prometheus metrics port (0: none)"),
+    Option("joiner.max_poll_records", "--max-poll-records", "records per batch at most"),
+    Option("joiner.max_record_bytes", "--max-record-bytes", "larger records are dead-lettered"),
+    Option(
+        "joiner.max_skew_hours",
+        "--max-skew-hours",
+        "event times further than this from the partition's are dead-lettered",
+    ),
+    Option("topics.partitions", "--partitions", "partitions of the output topics it creates"),
+]
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """No arguments beyond the configuration options."""
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    cfg = settings.joiner
+    options = ClientOptions(
+        settings.kafka.bootstrap_servers, settings.kafka.profile, settings.kafka.options
+    )
+    registry = CollectorRegistry()
+    if cfg.metrics_port:
+        try:
+            start_http_server(cfg.metrics_port, registry=registry)
+        except OSError as exc:
+            raise DeployError(f"cannot serve metrics on port {cfg.metrics_port}: {exc}") from exc
+    with stop_on_signals() as stop:
+        daemon = JoinDaemon(options, settings.topics, settings.join, cfg, JoinMetrics(registry))
+        log.info(
+            "joiner_started group=%s state_dir=%s metrics_port=%d",
+            cfg.group_id,
+            cfg.state_dir,
+            cfg.metrics_port,
+        )
+        try:
+            daemon.run(stop)
+        finally:
+            daemon.close()
+    log.info("joiner_stopped")
+    return 0

@@ -1,0 +1,283 @@
+"""The join daemon: impressions and clicks in, labeled events out, effectively once.
+
+Per batch (one poll), for every partition that moved:
+  1. the task joins its records; its state changes, progress and outputs become
+     one changelog entry;
+  2. the entries are written to the changelog and acknowledged — the commit
+     point;
+  3. the outputs are written and acknowledged; their offsets become the marks
+     of the next entry;
+  4. the entries are applied to the local RocksDB state in one batch;
+  5. input offsets are committed to the group (for lag; positions come from
+     the state).
+A crash anywhere leaves either no entry (the batch is read again) or an entry
+whose outbox recovery completes: it reads the changelog past the local state,
+looks in the output partitions (from the marks) for the entry's sequence
+numbers, and sends only the missing ones. A partition that moves to another
+instance is recovered the same way from the changelog. Any failed send is
+handled by the same recovery, after a backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from deploy.join_metrics import JoinMetrics
+from deploy.settings import JoinerSettings, TopicSettings
+from deploy.signals import StopRequested
+from stream.errors import BrokerError
+from stream.join.records import CLICKS, CORRECTIONS, DEAD_LETTER, IMPRESSIONS, LABELED, InRecord
+from stream.join.state import JoinState
+from stream.join.task import JoinTask, TaskConfig
+from stream.joiner import JoinConfig
+from stream.kafka.admin import ensure_topics, topic_partitions
+from stream.kafka.join_io import JoinIO
+from stream.kafka.options import ClientOptions
+
+log = logging.getLogger(__name__)
+_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def partition_counts(options: ClientOptions, topics: TopicSettings) -> dict[str, int]:
+    """Creates missing output topics and checks that the inputs are co-partitioned."""
+    admin = KafkaAdminClient(**options.admin())
+    try:
+        counts = topic_partitions(admin, [topics.impressions, topics.clicks])
+    except KafkaError as exc:
+        raise BrokerError(f"describing topics on {options.bootstrap_servers}: {exc}") from exc
+    finally:
+        admin.close()
+    missing = [t for t in (topics.impressions, topics.clicks) if t not in counts]
+    if missing:
+        raise BrokerError(f"input topics {missing} do not exist on {options.bootstrap_servers}")
+    n_imp, n_click = counts[topics.impressions], counts[topics.clicks]
+    if n_imp != n_click:
+        raise BrokerError(
+            f"the join needs co-partitioned inputs, but {topics.impressions} has {n_imp} "
+            f"partitions and {topics.clicks} {n_click}: give them the same count and key both "
+            "by impression id"
+        )
+    outputs = {t: n_imp for t in (topics.labeled, topics.corrections, topics.dead_letter)}
+    outputs[topics.join_changelog] = n_imp
+    ensure_topics(options, outputs)
+    return {**counts, **outputs}
+
+
+class JoinDaemon:
+    def __init__(
+        self,
+        options: ClientOptions,
+        topics: TopicSettings,
+        join: JoinConfig,
+        settings: JoinerSettings,
+        metrics: JoinMetrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._topics = topics
+        self._settings = settings
+        self._metrics = metrics
+        self._clock = clock
+        self._config = TaskConfig(
+            join, settings.max_record_bytes, int(settings.max_skew_hours * 3_600_000)
+        )
+        counts = partition_counts(options, topics)
+        self._logical = {topics.impressions: IMPRESSIONS, topics.clicks: CLICKS}
+        outputs = {LABELED: topics.labeled, CORRECTIONS: topics.corrections}
+        outputs[DEAD_LETTER] = topics.dead_letter
+        self._io = JoinIO(options, outputs, topics.join_changelog, counts)
+        self._state = JoinState(settings.state_dir)
+        self.tasks: dict[int, JoinTask] = {}
+        # Per partition and input, the wall time of its last record; per partition, the
+        # wall time and event time after its last record (for the idle timeout).
+        self._last_record: dict[tuple[int, str], float] = {}
+        self._last_activity: dict[int, tuple[float, int]] = {}
+        try:
+            self._consumer = KafkaConsumer(
+                **options.consumer(
+                    group_id=settings.group_id,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    max_poll_records=settings.max_poll_records,
+                    # Range gives every member the same partition numbers of both inputs.
+                    partition_assignment_strategy=(RangePartitionAssignor,),
+                )
+            )
+            self._consumer.subscribe([topics.impressions, topics.clicks], listener=_Listener(self))
+        except KafkaError as exc:
+            raise BrokerError(f"cannot join group {settings.group_id}: {exc}") from exc
+
+    def run(self, stop: StopRequested) -> None:
+        failures = 0
+        while not stop.is_set():
+            try:
+                self.step()
+                failures = 0
+            except BrokerError as exc:
+                delay = _BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)]
+                failures += 1
+                log.warning("join_batch_failed error=%s retry_in_s=%.1f", exc, delay)
+                stop.wait(delay)
+                self._recover_all()
+
+    def step(self) -> int:
+        """One poll and its commit; returns the records read."""
+        try:
+            polled = self._consumer.poll(timeout_ms=200)
+        except KafkaError as exc:
+            raise BrokerError(f"polling the inputs: {exc}") from exc
+        by_partition: dict[int, list[InRecord]] = defaultdict(list)
+        for tp, records in polled.items():
+            topic = self._logical[tp.topic]
+            by_partition[tp.partition].extend(
+                InRecord(topic, tp.partition, r.offset, r.key, r.value, r.timestamp)
+                for r in records
+            )
+        now = self._clock()
+        batch = []
+        for p, task in self.tasks.items():
+            records = by_partition.get(p, [])
+            # Impressions first within a poll: their clicks then find them waiting.
+            records.sort(key=lambda r: r.topic != IMPRESSIONS)
+            outs = task.process(records)
+            if records:
+                for topic in {r.topic for r in records}:
+                    self._last_record[(p, topic)] = now
+                known = [t for t in task.core.event_times if t is not None]
+                if known:
+                    self._last_activity[p] = (now, max(known))
+            outs += self._idle(p, task, now)
+            if records or outs:
+                batch.append((task, outs))
+        if batch:
+            self._commit(batch)
+        self._metrics.observe(self.tasks)
+        self._observe_lag(now)
+        return sum(len(v) for v in by_partition.values())
+
+    def _idle(self, p: int, task: JoinTask, now: float) -> list[Any]:
+        """An input silent for the idle timeout stops holding the watermark back; when
+        both are silent, event time follows the wall clock from the last record."""
+        activity = self._last_activity.get(p)
+        if activity is None:
+            return []
+        timeout = self._settings.idle_timeout_s
+        quiet = [now - self._last_record.get((p, t), now) >= timeout for t in (IMPRESSIONS, CLICKS)]
+        if all(quiet):
+            wall, event_ts = activity
+            return task.advance_to(event_ts + int((now - wall) * 1000))
+        times = task.core.event_times
+        if any(quiet) and (None in times or times[0] != times[1]):
+            return task.advance_to(max(t for t in times if t is not None))
+        return []
+
+    def _commit(self, batch: list[tuple[JoinTask, list[Any]]]) -> None:
+        entries = [task.entry(outs) for task, outs in batch]
+        offsets = self._io.write_entries(entries)
+        for task, outs in batch:
+            task.marks.update(self._io.write_outputs(task.partition, outs))
+        self._state.apply(list(zip(entries, offsets, strict=True)))
+        commits = {}
+        for task, _ in batch:
+            for topic, logical in self._logical.items():
+                if logical in task.offsets:
+                    tp = TopicPartition(topic, task.partition)
+                    commits[tp] = OffsetAndMetadata(task.offsets[logical], "", -1)
+        try:
+            self._consumer.commit_async(commits)
+        except KafkaError as exc:
+            log.warning("offset_commit_failed error=%s", exc)
+
+    def _observe_lag(self, now: float) -> None:
+        marks = [t.core.watermark for t in self.tasks.values()]
+        known = [m for m in marks if m is not None]
+        if known:
+            self._metrics.watermark_lag.set(max(0.0, now - min(known) / 1000))
+        lag = 0
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)
+            if end is not None:
+                lag += max(0, end - self._consumer.position(tp))
+        self._metrics.consumer_lag.set(lag)
+
+    def assign(self, partitions: list[int]) -> None:
+        now = self._clock()
+        for p in partitions:
+            if p not in self.tasks:
+                self.tasks[p] = self._recover(p)
+                self._metrics.recoveries.inc()
+                for topic in (IMPRESSIONS, CLICKS):
+                    self._last_record[(p, topic)] = now
+                known = [t for t in self.tasks[p].core.event_times if t is not None]
+                if known:
+                    self._last_activity[p] = (now, max(known))
+            self._seek(self.tasks[p])
+
+    def revoke(self, partitions: list[int]) -> None:
+        for p in partitions:
+            self.tasks.pop(p, None)
+
+    def _recover_all(self) -> None:
+        for p in list(self.tasks):
+            try:
+                self.tasks[p] = self._recover(p)
+                self._seek(self.tasks[p])
+            except BrokerError as exc:
+                log.warning("join_recovery_failed partition=%d error=%s", p, exc)
+
+    def _recover(self, p: int) -> JoinTask:
+        """The task of partition p as of the changelog's end, its last outbox completed."""
+        local = self._state.progress(p)
+        start = local[1] if local else 0
+        entries = list(self._io.changelog(p, start))
+        if entries:
+            last = entries[-1][1]
+            landed = self._io.landed(last)
+            missing = [o for o in last.outbox if o.seq not in landed]
+            self._io.write_outputs(p, missing)
+            for i in range(0, len(entries), 256):
+                self._state.apply([(e, o) for o, e in entries[i : i + 256]])
+            log.info(
+                "join_partition_recovered partition=%d entries=%d resent=%d",
+                p,
+                len(entries),
+                len(missing),
+            )
+        stored = self._state.progress(p)
+        progress = stored[0] if stored else None
+        names = {IMPRESSIONS: self._topics.impressions, CLICKS: self._topics.clicks}
+        task = JoinTask(p, self._config, names, progress)
+        if progress is not None:
+            self._state.load_into(p, task.core, progress.times)
+        return task
+
+    def _seek(self, task: JoinTask) -> None:
+        for topic, logical in self._logical.items():
+            if logical in task.offsets:
+                self._consumer.seek(TopicPartition(topic, task.partition), task.offsets[logical])
+
+    def close(self) -> None:
+        try:
+            self._consumer.close()
+        finally:
+            self._io.close()
+            self._state.close()
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, daemon: JoinDaemon) -> None:
+        self._daemon = daemon
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._daemon.revoke(sorted({tp.partition for tp in revoked}))
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._daemon.assign(sorted({tp.partition for tp in assigned}))

@@ -1,0 +1,148 @@
+"""The records a join task reads and writes, and the changelog entry of one batch.
+
+A changelog entry is everything one batch changed for one partition: the join
+state changes, the input offsets and event times after the batch, the next
+output sequence number, and the batch's outputs themselves (the outbox). It is
+the commit point: once it is in the changelog the batch happened, and recovery
+re-sends whatever part of its outbox did not reach the output topics.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from stream.errors import RecordError
+from stream.events import Impression, dumps
+from stream.joiner import PENDING, Change
+
+SRC_HEADER = "fmstream.src"  # "<partition>": which join task wrote an output
+SEQ_HEADER = "fmstream.seq"  # the task's output sequence number
+LABELED, CORRECTIONS, DEAD_LETTER = "labeled", "corrections", "dead_letter"
+IMPRESSIONS, CLICKS = "impressions", "clicks"
+
+
+@dataclass(frozen=True, slots=True)
+class InRecord:
+    """One consumed record; `topic` is the logical input (impressions or clicks)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One produced record; `topic` is logical (labeled, corrections, dead_letter)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    ts: int
+    seq: int
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a partition's task stands: next input offsets, each input's largest event
+    time, the next output sequence number, and `marks`: per output partition
+    ("topic:partition"), the offset after the task's last confirmed output, from
+    which recovery looks for the outputs of an unfinished batch."""
+
+    offsets: dict[str, int] = field(default_factory=dict)
+    times: tuple[int | None, int | None] = (None, None)
+    seq: int = 0
+    marks: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "offsets": self.offsets,
+            "times": list(self.times),
+            "seq": self.seq,
+            "marks": self.marks,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Progress:
+        imp, click = obj["times"]
+        return cls(dict(obj["offsets"]), (imp, click), int(obj["seq"]), dict(obj["marks"]))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One batch of one partition, as written to the changelog."""
+
+    partition: int
+    progress: Progress
+    changes: list[Change]
+    outbox: list[OutRecord]
+
+    def encode(self) -> bytes:
+        return dumps(
+            {
+                "v": 1,
+                "p": self.partition,
+                "progress": self.progress.to_json(),
+                "changes": [[k, rid, _state_value(k, v)] for k, rid, v in self.changes],
+                "out": [_out_json(o) for o in self.outbox],
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes, where: str) -> Entry:
+        try:
+            obj = orjson.loads(raw)
+            changes: list[Change] = [(k, rid, _state_from(k, v)) for k, rid, v in obj["changes"]]
+            outbox = [_out_from(o) for o in obj["out"]]
+            return cls(int(obj["p"]), Progress.from_json(obj["progress"]), changes, outbox)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise RecordError(
+                "bad_changelog", f"unreadable changelog entry at {where}: {exc}"
+            ) from exc
+
+
+def _state_value(kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == PENDING:
+        imp: Impression = value
+        return {"id": imp.id, "ts": imp.ts, "features": imp.features}
+    return value
+
+
+def _state_from(kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == PENDING:
+        return Impression(value["id"], value["ts"], value["features"])
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def _unb64(text: str | None) -> bytes | None:
+    return None if text is None else base64.b64decode(text)
+
+
+def _out_json(o: OutRecord) -> list[Any]:
+    return [o.topic, _b64(o.key), _b64(o.value), o.ts, o.seq, [[k, _b64(v)] for k, v in o.headers]]
+
+
+def _out_from(raw: list[Any]) -> OutRecord:
+    topic, key, value, ts, seq, headers = raw
+    value_bytes = _unb64(value)
+    assert value_bytes is not None
+    return OutRecord(
+        topic, _unb64(key), value_bytes, ts, seq, tuple((k, _unb64(v) or b"") for k, v in headers)
+    )

@@ -1,0 +1,168 @@
+"""The join's Kafka I/O: changelog entries and outputs out, changelog and outputs
+back in for recovery.
+
+Outputs go to partition `p % partitions(topic)` of their topic, p being the
+join task's partition, so with equal partition counts a labeled event lands on
+the partition its impression came from. The producer never retries on its own
+(`retries=0`): a retried send could land twice, so any failed send is handled
+by the daemon's recovery, which reads what did land before sending the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.producer.future import FutureRecordMetadata
+
+from stream.errors import BrokerError, JoinStateError
+from stream.join.records import SEQ_HEADER, SRC_HEADER, Entry, OutRecord
+from stream.kafka.options import ClientOptions
+
+log = logging.getLogger(__name__)
+_SEND_TIMEOUT_S = 60.0
+
+
+class JoinIO:
+    def __init__(
+        self,
+        options: ClientOptions,
+        topics: Mapping[str, str],
+        changelog: str,
+        partitions: Mapping[str, int],
+    ) -> None:
+        """`topics` maps logical output names to topics; `partitions` counts every topic's
+        partitions (outputs and the changelog)."""
+        self._topics = dict(topics)
+        self._changelog = changelog
+        self._partitions = dict(partitions)
+        self._servers = options.bootstrap_servers
+        try:
+            self._producer = KafkaProducer(
+                **options.producer(
+                    acks="all",
+                    retries=0,
+                    max_in_flight_requests_per_connection=1,
+                    batch_size=512 * 1024,
+                    max_request_size=16 * 1024 * 1024,
+                )
+            )
+            self._reader = KafkaConsumer(**options.consumer(enable_auto_commit=False))
+        except KafkaError as exc:
+            raise BrokerError(f"cannot connect the joiner to {self._servers}: {exc}") from exc
+
+    def output_partition(self, topic: str, task_partition: int) -> TopicPartition:
+        name = self._topics[topic]
+        return TopicPartition(name, task_partition % self._partitions[name])
+
+    def write_entries(self, entries: list[Entry]) -> list[int]:
+        """Sends each entry to its partition of the changelog and waits; their offsets."""
+        futures = [
+            self._send(self._changelog, e.partition, None, e.encode(), None, ()) for e in entries
+        ]
+        return [m.offset for m in self._wait(futures, self._changelog)]
+
+    def write_outputs(self, task_partition: int, outs: list[OutRecord]) -> dict[str, int]:
+        """Sends a task's outputs and waits; the new marks ("topic:partition" -> next offset)."""
+        futures = []
+        for o in outs:
+            tp = self.output_partition(o.topic, task_partition)
+            futures.append(self._send(tp.topic, tp.partition, o.key, o.value, o.ts, o.headers))
+        marks: dict[str, int] = {}
+        for meta in self._wait(futures, "the output topics"):
+            key = f"{meta.topic}:{meta.partition}"
+            marks[key] = max(marks.get(key, 0), meta.offset + 1)
+        return marks
+
+    def _send(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes,
+        ts: int | None,
+        headers: tuple[tuple[str, bytes], ...],
+    ) -> FutureRecordMetadata:
+        try:
+            return self._producer.send(
+                topic,
+                key=key,
+                value=value,
+                partition=partition,
+                timestamp_ms=ts,
+                headers=list(headers),
+            )
+        except KafkaError as exc:
+            raise BrokerError(
+                f"producing to {topic}[{partition}] on {self._servers}: {exc}"
+            ) from exc
+
+    def _wait(self, futures: list[FutureRecordMetadata], where: str) -> list[Any]:
+        try:
+            self._producer.flush(timeout=_SEND_TIMEOUT_S)
+            return [f.get(timeout=_SEND_TIMEOUT_S) for f in futures]
+        except KafkaError as exc:
+            raise BrokerError(f"sending to {where} on {self._servers} failed: {exc}") from exc
+
+    def changelog(self, partition: int, start: int) -> Iterator[tuple[int, Entry]]:
+        """Every changelog entry of a partition from offset `start` to the end."""
+        tp = TopicPartition(self._changelog, partition)
+        for record in self._read(tp, start):
+            where = f"{self._changelog}[{partition}]@{record.offset}"
+            yield record.offset, Entry.decode(record.value, where)
+
+    def landed(self, entry: Entry) -> set[int]:
+        """Sequence numbers of `entry`'s outbox that are already in the output topics."""
+        wanted = {o.seq for o in entry.outbox}
+        src = str(entry.partition).encode()
+        seen: set[int] = set()
+        for tp in {self.output_partition(o.topic, entry.partition) for o in entry.outbox}:
+            start = entry.progress.marks.get(f"{tp.topic}:{tp.partition}", 0)
+            for record in self._read(tp, start):
+                headers = dict(record.headers or ())
+                if headers.get(SRC_HEADER) == src:
+                    seq = int(headers.get(SEQ_HEADER, b"-1"))
+                    if seq in wanted:
+                        seen.add(seq)
+        return seen
+
+    def _read(self, tp: TopicPartition, start: int) -> Iterator[Any]:
+        """Records of `tp` from `start` up to its high watermark at the time of reading."""
+        reader = self._reader
+        try:
+            reader.assign([tp])
+            reader.seek(tp, start)
+            deadline = time.monotonic() + _SEND_TIMEOUT_S
+            while True:
+                records = reader.poll(timeout_ms=200, max_records=2_000).get(tp, [])
+                if records:
+                    deadline = time.monotonic() + _SEND_TIMEOUT_S
+                yield from records
+                end = reader.highwater(tp)
+                if end is not None and reader.position(tp) >= end:
+                    if start > end:
+                        raise JoinStateError(
+                            f"{tp.topic}[{tp.partition}] ends at offset {end} but the local join "
+                            f"state has read up to {start}: the topic was deleted or the cluster "
+                            "reset; delete the joiner's --state-dir to start over from the topics"
+                        )
+                    return
+                if time.monotonic() > deadline:
+                    raise BrokerError(
+                        f"reading {tp.topic}[{tp.partition}] from {self._servers} timed out"
+                    )
+        except KafkaError as exc:
+            raise BrokerError(
+                f"reading {tp.topic}[{tp.partition}] on {self._servers}: {exc}"
+            ) from exc
+
+    def close(self) -> None:
+        self._reader.close()
+        try:
+            self._producer.close(timeout=10)
+        except KafkaError as exc:
+            log.warning("producer_close_failed error=%s", exc)

@@ -1,0 +1,89 @@
+"""Helpers of the join daemon tests: produce inputs, read outputs, run a daemon in-process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer
+from prometheus_client import CollectorRegistry
+
+from deploy.join import JoinDaemon
+from deploy.join_metrics import JoinMetrics
+from deploy.settings import JoinerSettings, TopicSettings
+from stream.joiner import JoinConfig
+from stream.kafka.options import ClientOptions
+
+T0 = 1_780_000_000_000
+
+
+class Inputs:
+    def __init__(self, options: ClientOptions, topics: TopicSettings) -> None:
+        self._topics = topics
+        self._producer = KafkaProducer(**options.producer())
+
+    def impression(self, rid: str, ts: int, partition: int = 0, **features: Any) -> None:
+        value = orjson.dumps({"id": rid, "ts": ts, "features": features or {"ad": "a1"}})
+        self.raw(self._topics.impressions, value, partition, rid, ts)
+
+    def click(self, rid: str, ts: int, partition: int = 0) -> None:
+        self.raw(self._topics.clicks, orjson.dumps({"id": rid, "ts": ts}), partition, rid, ts)
+
+    def raw(self, topic: str, value: bytes, partition: int, key: str, ts: int | None) -> None:
+        self._producer.send(
+            topic, key=key.encode(), value=value, partition=partition, timestamp_ms=ts
+        )
+
+    def flush(self) -> None:
+        self._producer.flush()
+
+    def close(self) -> None:
+        self._producer.close()
+
+
+def read_all(options: ClientOptions, topic: str, idle_ms: int = 1_500) -> list[Any]:
+    consumer = KafkaConsumer(
+        topic, **options.consumer(auto_offset_reset="earliest", consumer_timeout_ms=idle_ms)
+    )
+    try:
+        return list(consumer)
+    finally:
+        consumer.close()
+
+
+def labels_of(records: Iterable[Any]) -> dict[str, list[int]]:
+    """Impression id -> every label the topic holds for it (one, if all is well)."""
+    out: dict[str, list[int]] = {}
+    for r in records:
+        event = orjson.loads(r.value)
+        out.setdefault(event["id"], []).append(event["label"])
+    return out
+
+
+def daemon(
+    options: ClientOptions,
+    topics: TopicSettings,
+    state: Path,
+    join: JoinConfig | None = None,
+    idle_timeout_s: float = 30.0,
+    clock: Callable[[], float] = time.time,
+) -> JoinDaemon:
+    settings = JoinerSettings(
+        group_id=f"g-{topics.impressions}",
+        state_dir=state,
+        idle_timeout_s=idle_timeout_s,
+        metrics_port=0,
+    )
+    config = join or JoinConfig(window_ms=10_000, allowed_lateness_ms=1_000, orphan_grace_ms=2_000)
+    return JoinDaemon(options, topics, config, settings, JoinMetrics(CollectorRegistry()), clock)
+
+
+def run_until(d: JoinDaemon, done: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError("the daemon did not get there in time")
+        d.step()
