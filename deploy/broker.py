@@ -173,6 +173,10 @@ class EmbeddedBroker:
         except BrokerError as exc:
             raise BrokerStartError(str(exc)) from exc
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

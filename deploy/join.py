@@ -34,7 +34,7 @@ from kafka.structs import OffsetAndMetadata
 from deploy.join_metrics import JoinMetrics
 from deploy.settings import JoinerSettings, TopicSettings
 from deploy.signals import StopRequested
-from stream.errors import BrokerError
+from stream.errors import BrokerError, JoinStateError, RecordError
 from stream.join.records import CLICKS, CORRECTIONS, DEAD_LETTER, IMPRESSIONS, LABELED, InRecord
 from stream.join.state import JoinState
 from stream.join.task import JoinTask, TaskConfig
@@ -96,6 +96,7 @@ class JoinDaemon:
         self._io = JoinIO(options, outputs, topics.join_changelog, counts)
         self._state = JoinState(settings.state_dir)
         self.tasks: dict[int, JoinTask] = {}
+        self._unrecovered: dict[int, Exception] = {}
         # Per partition and input, the wall time of its last record; per partition, the
         # wall time and event time after its last record (for the idle timeout).
         self._last_record: dict[tuple[int, str], float] = {}
@@ -130,10 +131,12 @@ class JoinDaemon:
 
     def step(self) -> int:
         """One poll and its commit; returns the records read."""
+        self._retry_recovery()
         try:
             polled = self._consumer.poll(timeout_ms=200)
         except KafkaError as exc:
             raise BrokerError(f"polling the inputs: {exc}") from exc
+        self._retry_recovery()
         by_partition: dict[int, list[InRecord]] = defaultdict(list)
         for tp, records in polled.items():
             topic = self._logical[tp.topic]
@@ -209,29 +212,55 @@ class JoinDaemon:
         self._metrics.consumer_lag.set(lag)
 
     def assign(self, partitions: list[int]) -> None:
+        """Recovers newly assigned partitions. Runs inside poll (the rebalance callback),
+        where kafka-python would swallow an error: a partition that fails is paused and
+        retried by the next step instead, and a fatal error is raised from there."""
         now = self._clock()
         for p in partitions:
-            if p not in self.tasks:
-                self.tasks[p] = self._recover(p)
-                self._metrics.recoveries.inc()
-                for topic in (IMPRESSIONS, CLICKS):
-                    self._last_record[(p, topic)] = now
-                known = [t for t in self.tasks[p].core.event_times if t is not None]
-                if known:
-                    self._last_activity[p] = (now, max(known))
-            self._seek(self.tasks[p])
+            if p in self.tasks:
+                self._seek(self.tasks[p])
+                continue
+            try:
+                task = self._recover(p)
+            except Exception as exc:
+                log.warning("join_recovery_failed partition=%d error=%s", p, exc)
+                self._unrecovered[p] = exc
+                self._consumer.pause(*self._input_partitions(p))
+                continue
+            self._unrecovered.pop(p, None)
+            self.tasks[p] = task
+            self._metrics.recoveries.inc()
+            for topic in (IMPRESSIONS, CLICKS):
+                self._last_record[(p, topic)] = now
+            known = [t for t in task.core.event_times if t is not None]
+            if known:
+                self._last_activity[p] = (now, max(known))
+            self._seek(task)
+            self._consumer.resume(*self._input_partitions(p))
 
     def revoke(self, partitions: list[int]) -> None:
         for p in partitions:
             self.tasks.pop(p, None)
+            self._unrecovered.pop(p, None)
+
+    def _input_partitions(self, p: int) -> list[TopicPartition]:
+        return [TopicPartition(topic, p) for topic in self._logical]
+
+    def _retry_recovery(self) -> None:
+        for p, exc in list(self._unrecovered.items()):
+            if isinstance(exc, JoinStateError | RecordError):
+                raise exc
+            self.assign([p])
+            if p in self._unrecovered:
+                raise BrokerError(f"recovering partition {p}: {self._unrecovered[p]}")
 
     def _recover_all(self) -> None:
+        """After a failed batch every task's memory may be ahead of what was committed:
+        all are dropped and recovered from the changelog by the next step."""
         for p in list(self.tasks):
-            try:
-                self.tasks[p] = self._recover(p)
-                self._seek(self.tasks[p])
-            except BrokerError as exc:
-                log.warning("join_recovery_failed partition=%d error=%s", p, exc)
+            del self.tasks[p]
+            self._unrecovered[p] = BrokerError("recovering after a failed batch")
+            self._consumer.pause(*self._input_partitions(p))
 
     def _recover(self, p: int) -> JoinTask:
         """The task of partition p as of the changelog's end, its last outbox completed."""

@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry
 from deploy.join import JoinDaemon
 from deploy.join_metrics import JoinMetrics
 from deploy.settings import JoinerSettings, TopicSettings
-from stream.joiner import JoinConfig
+from stream.events import decode_click, decode_impression
+from stream.joiner import JoinConfig, JoinerCore, Output
 from stream.kafka.options import ClientOptions
 
 T0 = 1_780_000_000_000
@@ -87,3 +88,19 @@ def run_until(d: JoinDaemon, done: Callable[[], bool], timeout_s: float = 30.0) 
         if time.monotonic() > deadline:
             raise AssertionError("the daemon did not get there in time")
         d.step()
+
+
+def join_one(core: JoinerCore, topic: str, value: bytes) -> list[Output]:
+    """A simulated record through the core (RecordError when it is malformed)."""
+    if topic == "impressions":
+        return core.impression(decode_impression(value))
+    return core.click(decode_click(value))
+
+
+def impressions_with_clicks(send: Inputs, n: int, click_every: int) -> None:
+    """Impressions i0..i{n-1}, every `click_every`-th clicked 5 ms later, on partition 0."""
+    for i in range(n):
+        send.impression(f"i{i}", T0 + i)
+        if i % click_every == 0:
+            send.click(f"i{i}", T0 + i + 5)
+    send.flush()

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from deploy.bench_join import bench_join
 from deploy.bench_store import bench_store, bench_training
 from deploy.bench_train import (
     CRITEO_SCHEMA,
@@ -42,6 +43,7 @@ OPTIONS: list[Option] = [
     *(o for o in SIMULATION if o.key != "simulate.days"),
     Option("bench.simulate_days", "--days", "simulate: days to simulate per run"),
     Option("bench.repeat", "--repeat", "runs to take the median of"),
+    Option("topics.partitions", "--partitions", "join: partitions of the benchmark's topics"),
     Option("bench.models", "--bench-models", "train: comma-separated models"),
     Option("bench.batches", "--batches", "train: comma-separated batch sizes"),
     Option("bench.steps", "--steps", "train: timed steps per model and batch size"),
@@ -57,7 +59,7 @@ OPTIONS: list[Option] = [
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "what", choices=["simulate", "train", "encode", "store"], help="what to benchmark"
+        "what", choices=["simulate", "train", "encode", "store", "join"], help="what to benchmark"
     )
 
 
@@ -154,6 +156,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         result = {
             "benchmark": "encode",
             **bench_encode(events, repeat=repeat),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        }
+    elif args.what == "join":
+        result = {
+            **bench_join(settings, repeat, settings.topics.partitions),
             "load_avg_1m": round(os.getloadavg()[0], 2),
         }
     elif args.what == "store":

@@ -134,6 +134,9 @@ class JoinIO:
         """Records of `tp` from `start` up to its high watermark at the time of reading."""
         reader = self._reader
         try:
+            # A fresh assignment each time: no position, high watermark or fetch in
+            # flight from an earlier read can leak into this one.
+            reader.assign([])
             reader.assign([tp])
             reader.seek(tp, start)
             deadline = time.monotonic() + _SEND_TIMEOUT_S
@@ -146,9 +149,10 @@ class JoinIO:
                 if end is not None and reader.position(tp) >= end:
                     if start > end:
                         raise JoinStateError(
-                            f"{tp.topic}[{tp.partition}] ends at offset {end} but the local join "
-                            f"state has read up to {start}: the topic was deleted or the cluster "
-                            "reset; delete the joiner's --state-dir to start over from the topics"
+                            f"{tp.topic}[{tp.partition}] ends at offset {end} (position "
+                            f"{reader.position(tp)}) but the local join state has read up to "
+                            f"{start}: the topic was deleted or the cluster reset; delete the "
+                            "joiner's --state-dir to start over from the topics"
                         )
                     return
                 if time.monotonic() > deadline:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,9 +14,18 @@ from prometheus_client import generate_latest
 from deploy.broker import EmbeddedBroker
 from deploy.join import JoinDaemon
 from deploy.settings import TopicSettings
+from deploy.signals import StopRequested
 from stream.errors import BrokerError
 from stream.kafka.admin import ensure_topics
-from tests.joinkit import T0, Inputs, daemon, labels_of, read_all, run_until
+from tests.joinkit import (
+    T0,
+    Inputs,
+    daemon,
+    impressions_with_clicks,
+    labels_of,
+    read_all,
+    run_until,
+)
 
 W = 10_000  # the window of `daemon()`; lateness 1 s, orphan grace 2 s
 
@@ -127,10 +138,7 @@ def test_a_batch_cut_short_after_its_changelog_entry_is_completed_on_recovery(
 ) -> None:
     topics = make_topics(1)
     send = Inputs(broker.client_options, topics)
-    for i in range(30):
-        send.impression(f"i{i}", T0 + i)
-        send.click(f"i{i}", T0 + i + 5)
-    send.flush()
+    impressions_with_clicks(send, 30, click_every=1)
     doomed = daemon(broker.client_options, topics, tmp_path / "s")
     _crash_while_sending(doomed, keep)
     with pytest.raises(KeyboardInterrupt):
@@ -148,6 +156,44 @@ def test_a_batch_cut_short_after_its_changelog_entry_is_completed_on_recovery(
         send.close()
     labels = labels_of(read_all(broker.client_options, topics.labeled))
     assert labels == {f"i{i}": [1] for i in range(30)}
+
+
+def test_a_failed_send_is_retried_through_recovery_without_loss_or_duplicates(
+    broker: EmbeddedBroker, make_topics: Callable[[int], TopicSettings], tmp_path: Path
+) -> None:
+    topics = make_topics(1)
+    send = Inputs(broker.client_options, topics)
+    impressions_with_clicks(send, 50, click_every=1)
+    send.close()
+    d = daemon(broker.client_options, topics, tmp_path / "s")
+    real = d._io.write_outputs
+    failures: list[int] = []
+
+    def flaky(partition: int, outs: list) -> dict[str, int]:  # type: ignore[type-arg]
+        if not failures and outs:
+            failures.append(len(outs))
+            real(partition, outs[: len(outs) // 2])
+            raise BrokerError("sending to the output topics timed out")
+        return real(partition, outs)
+
+    d._io.write_outputs = flaky  # type: ignore[method-assign,assignment]
+    stop = StopRequested()
+    worker = threading.Thread(target=d.run, args=(stop,))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while (
+            time.monotonic() < deadline
+            and len(read_all(broker.client_options, topics.labeled, 300)) < 50
+        ):
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+        d.close()
+    assert failures, "the send never failed: the test did not test anything"
+    labels = labels_of(read_all(broker.client_options, topics.labeled))
+    assert labels == {f"i{i}": [1] for i in range(50)}
 
 
 def test_a_partition_moved_to_an_instance_without_its_state_resumes_from_the_changelog(

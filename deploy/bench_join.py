@@ -1,0 +1,154 @@
+"""`fmstream bench join`: the joiner core alone, and end to end through a broker beside a
+plain kafka-python consumer reading the same topics in the same run."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from deploy.broker import EmbeddedBroker, free_port
+from deploy.join import JoinDaemon
+from deploy.join_metrics import JoinMetrics
+from deploy.settings import JoinerSettings, Settings, TopicSettings
+from stream.errors import RecordError
+from stream.events import decode_click, decode_impression
+from stream.joiner import JoinConfig, JoinerCore
+from stream.kafka.admin import ensure_topics
+from stream.kafka.options import ClientOptions
+from stream.kafka.producer import KafkaRecordSink
+from stream.simulate import Record, Simulator
+from stream.simulate.traffic import CLICKS, IMPRESSIONS
+
+log = logging.getLogger(__name__)
+
+
+def bench_join(settings: Settings, repeat: int, partitions: int) -> dict[str, Any]:
+    config = dataclasses.replace(settings.simulate, days=settings.bench.simulate_days)
+    join = dataclasses.replace(settings.join, window_ms=config.window_ms)
+    records = [r for day in Simulator(config).run() for r in day.records]
+    core = bench_core(records, join, repeat)
+    with EmbeddedBroker(port=free_port(), startup_timeout_s=30.0) as broker:
+        e2e = [_end_to_end(broker, records, join, partitions, i) for i in range(repeat)]
+    raw = statistics.median(r["raw_consume_records_per_s"] for r in e2e)
+    joined = statistics.median(r["joiner_records_per_s"] for r in e2e)
+    return {
+        "benchmark": "join",
+        "records": len(records),
+        "partitions": partitions,
+        "repeat": repeat,
+        **core,
+        "raw_consume_records_per_s": round(raw),
+        "joiner_records_per_s": round(joined),
+        "joiner_labeled_per_s": round(statistics.median(r["labeled_per_s"] for r in e2e)),
+        "joiner_vs_raw_consume": round(joined / raw, 3),
+        "runs": e2e,
+    }
+
+
+def bench_core(records: list[Record], join: JoinConfig, repeat: int) -> dict[str, Any]:
+    """Events/s of the core on decoded events, and records/s with decoding."""
+    decoded: list[Any] = []
+    for r in records:
+        try:
+            decoded.append(
+                (True, decode_impression(r.value))
+                if r.topic == IMPRESSIONS
+                else (False, decode_click(r.value))
+            )
+        except RecordError:
+            continue
+    core_times, full_times = [], []
+    for _ in range(repeat):
+        core = JoinerCore(join)
+        start = time.perf_counter()
+        for is_imp, event in decoded:
+            core.impression(event) if is_imp else core.click(event)
+        core_times.append(time.perf_counter() - start)
+        core = JoinerCore(join)
+        start = time.perf_counter()
+        for r in records:
+            try:
+                if r.topic == IMPRESSIONS:
+                    core.impression(decode_impression(r.value))
+                else:
+                    core.click(decode_click(r.value))
+            except RecordError:
+                continue
+        full_times.append(time.perf_counter() - start)
+    return {
+        "core_events_per_s": round(len(decoded) / statistics.median(core_times)),
+        "core_with_decode_records_per_s": round(len(records) / statistics.median(full_times)),
+    }
+
+
+def _end_to_end(
+    broker: EmbeddedBroker, records: list[Record], join: JoinConfig, partitions: int, run: int
+) -> dict[str, Any]:
+    options = broker.client_options
+    tag = f"bench{run}"
+    topics = TopicSettings(
+        impressions=f"impressions-{tag}",
+        clicks=f"clicks-{tag}",
+        labeled=f"labeled-{tag}",
+        corrections=f"corrections-{tag}",
+        dead_letter=f"dead-letter-{tag}",
+        snapshots=f"snapshots-{tag}",
+        join_changelog=f"changelog-{tag}",
+        partitions=partitions,
+    )
+    ensure_topics(options, topics.all())
+    sink = KafkaRecordSink(options, {IMPRESSIONS: topics.impressions, CLICKS: topics.clicks})
+    for r in records:
+        sink.write(r)
+    sink.close()
+    raw_s = _raw_consume(options, topics, len(records))
+    with tempfile.TemporaryDirectory(prefix="fmstream-bench-join-") as tmp:
+        settings = JoinerSettings(group_id=f"g-{tag}", state_dir=Path(tmp), metrics_port=0)
+        daemon = JoinDaemon(options, topics, join, settings, JoinMetrics(CollectorRegistry()))
+        try:
+            while not daemon.tasks:  # the group join is not part of the rate
+                daemon.step()
+            consumed = 0
+            start = time.perf_counter()
+            while consumed < len(records):
+                consumed += daemon.step()
+            joined_s = time.perf_counter() - start
+            labeled = sum(
+                t.core.stats.labels_positive + t.core.stats.labels_negative
+                for t in daemon.tasks.values()
+            )
+        finally:
+            daemon.close()
+    log.info("bench_join run=%d raw_s=%.2f joiner_s=%.2f", run, raw_s, joined_s)
+    return {
+        "raw_consume_records_per_s": len(records) / raw_s,
+        "joiner_records_per_s": len(records) / joined_s,
+        "labeled_per_s": labeled / joined_s,
+    }
+
+
+def _raw_consume(options: ClientOptions, topics: TopicSettings, want: int) -> float:
+    consumer = KafkaConsumer(**options.consumer(enable_auto_commit=False))
+    tps = [
+        TopicPartition(t, p)
+        for t in (topics.impressions, topics.clicks)
+        for p in range(topics.partitions)
+    ]
+    consumer.assign(tps)
+    consumer.seek_to_beginning()
+    try:
+        got = 0
+        start = time.perf_counter()
+        while got < want:
+            got += sum(len(v) for v in consumer.poll(timeout_ms=500).values())
+        return time.perf_counter() - start
+    finally:
+        consumer.close()
