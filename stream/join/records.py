@@ -100,7 +100,7 @@ class Entry:
         try:
             obj = orjson.loads(raw)
             changes: list[Change] = [(k, rid, _state_from(k, v)) for k, rid, v in obj["changes"]]
-            outbox = [_out_from(o) for o in obj["out"]]
+            outbox = [_out_from(o, int(obj["p"])) for o in obj["out"]]
             return cls(int(obj["p"]), Progress.from_json(obj["progress"]), changes, outbox)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise RecordError(
@@ -136,13 +136,31 @@ def _unb64(text: str | None) -> bytes | None:
 
 
 def _out_json(o: OutRecord) -> list[Any]:
+    if o.topic in _JSON_OUTPUTS:
+        # Our own JSON, keyed by an id: embedded as is (no base64), headers rebuilt.
+        key = o.key.decode() if o.key is not None else None
+        return [o.topic, key, orjson.Fragment(o.value), o.ts, o.seq]
     return [o.topic, _b64(o.key), _b64(o.value), o.ts, o.seq, [[k, _b64(v)] for k, v in o.headers]]
 
 
-def _out_from(raw: list[Any]) -> OutRecord:
-    topic, key, value, ts, seq, headers = raw
+def _out_from(raw: list[Any], partition: int) -> OutRecord:
+    if len(raw) == 5:
+        topic, key, value, ts, seq = raw
+        headers = ((SRC_HEADER, str(partition).encode()), (SEQ_HEADER, str(seq).encode()))
+        return OutRecord(
+            topic, key.encode() if key is not None else None, dumps(value), ts, seq, headers
+        )
+    topic, key, value, ts, seq, raw_headers = raw
     value_bytes = _unb64(value)
     assert value_bytes is not None
     return OutRecord(
-        topic, _unb64(key), value_bytes, ts, seq, tuple((k, _unb64(v) or b"") for k, v in headers)
+        topic,
+        _unb64(key),
+        value_bytes,
+        ts,
+        seq,
+        tuple((k, _unb64(v) or b"") for k, v in raw_headers),
     )
+
+
+_JSON_OUTPUTS = (LABELED, CORRECTIONS)
