@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from deploy.commands import bench, broker, demo, join, simulate
+from deploy.commands import bench, broker, demo, join, replay, simulate
 from deploy.config import CONFIG_ENV, Option, add_options, resolve
 from deploy.errors import ConfigError, DeployError
 from deploy.logs import configure_logging
 from stream.errors import StreamError
 
-COMMANDS: tuple[ModuleType, ...] = (demo, broker, simulate, join, bench)
+COMMANDS: tuple[ModuleType, ...] = (demo, broker, simulate, join, replay, bench)
 COMMON: list[Option] = [Option("log.level", "--log-level", "DEBUG, INFO, WARNING or ERROR")]
 log = logging.getLogger("deploy.cli")
 

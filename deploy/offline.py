@@ -5,16 +5,12 @@ predicted before it is learned (progressive validation); the holdout day's
 labeled events are only scored, after every earlier event has been learned
 (next-day holdout, the paper's protocol for its Company* data).
 
-The joiner emits a click's label at once and a non-click's when its window
-closes, so its output runs positives a window ahead of negatives; learned in
-that order, the last batches of a period are all negatives and drag every
-frequent row down just before the snapshot. The run therefore learns events in
-impression-time order, each once its window has closed.
+Events are learned in impression-time order, each once its window has closed
+(`stream.join.ordered.OrderedJoin` says why).
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -32,8 +28,9 @@ from model.trainer import IdFilter, OnlineTrainer, TrainerConfig, row_layout
 from model.zoo import ModelConfig
 from store.rows import Eviction
 from stream.errors import RecordError
-from stream.events import LabeledEvent, decode_click, decode_impression
-from stream.joiner import JoinConfig, JoinerCore, JoinStats
+from stream.events import LabeledEvent
+from stream.join.ordered import OrderedJoin
+from stream.joiner import JoinConfig, JoinStats
 from stream.simulate import DayTraffic, Record
 from stream.simulate.config import DAY_MS
 
@@ -102,16 +99,14 @@ class OfflineRun:
         self._source_for = source_for
         self._filter_for = filter_for
         self._trainer_config = trainer
-        self.joiner = JoinerCore(join)
+        self.join = OrderedJoin(join)
+        self.joiner = self.join.core
         self._start_ms = start_ms
         self._holdout_day = holdout_day
         self._batch_size = batch_size
         self._encoder: FeatureEncoder | None = None
         self._buffer: list[LabeledEvent] = []
         self._holdout: list[LabeledEvent] = []
-        self._reorder: list[tuple[int, int, LabeledEvent]] = []
-        self._seq = 0
-        self._window_ms = join.window_ms
         self.malformed = 0
         self._eviction = eviction
         self._next_eviction: int | None = None
@@ -119,25 +114,12 @@ class OfflineRun:
     def feed(self, records: Iterable[Record]) -> None:
         for r in records:
             try:
-                if r.topic == "impressions":
-                    out = self.joiner.impression(decode_impression(r.value))
-                else:
-                    out = self.joiner.click(decode_click(r.value))
+                released = self.join.feed(r.topic, r.value)
             except RecordError:
                 self.malformed += 1
                 continue
-            for o in out:
-                if isinstance(o, LabeledEvent):
-                    self._seq += 1
-                    heapq.heappush(self._reorder, (o.ts, self._seq, o))
-            self._release(self.joiner.watermark)
-
-    def _release(self, watermark: int | None) -> None:
-        """Routes, in impression-time order, every event whose window has closed."""
-        if watermark is None:
-            return
-        while self._reorder and self._reorder[0][0] + self._window_ms < watermark:
-            self._route(heapq.heappop(self._reorder)[2])
+            for event in released:
+                self._route(event)
 
     def _route(self, event: LabeledEvent) -> None:
         day = (event.ts - self._start_ms) // DAY_MS
@@ -205,12 +187,8 @@ class OfflineRun:
             )
 
     def finish(self, truth: Callable[[list[str]], np.ndarray]) -> OfflineReport:
-        for o in self.joiner.flush():
-            if isinstance(o, LabeledEvent):
-                self._seq += 1
-                heapq.heappush(self._reorder, (o.ts, self._seq, o))
-        while self._reorder:
-            self._route(heapq.heappop(self._reorder)[2])
+        for event in self.join.finish():
+            self._route(event)
         if self._buffer:
             self._learn(self._buffer)
             self._buffer = []

@@ -103,6 +103,65 @@ class JoinerSettings:
 
 
 @dataclass(frozen=True)
+class ReplaySettings:
+    """`[replay]`: how `fmstream replay` reads a log and cuts it into periods."""
+
+    format: str = "auto"
+    label: str = ""
+    time: str = ""
+    time_format: str = "s"
+    categorical: str = ""
+    numeric: str = ""
+    multi: str = ""
+    delimiter: str = ","
+    period: str = "1d"
+    periods: int = 0
+    click_delay_ms: int = 60_000
+    max_rows: int = 0
+    sample: float = 1.0
+    out: Path = Path("runs/replay")
+    truth: Path | None = None
+    models: str = ",".join(PAPER_NAMES)
+    store: str = "rocksdb"
+
+    def __post_init__(self) -> None:
+        if self.format not in REPLAY_FORMATS:
+            raise ConfigError(f"replay.format must be one of {REPLAY_FORMATS}, got {self.format!r}")
+        if self.periods < 0 or self.max_rows < 0 or self.click_delay_ms < 0:
+            raise ConfigError(
+                "replay.periods, replay.max_rows and replay.click_delay_ms must be >= 0"
+            )
+        if not 0 < self.sample <= 1:
+            raise ConfigError(f"replay.sample must be in (0, 1], got {self.sample}")
+        self.period_ms()
+
+    def period_ms(self) -> int:
+        """`--period` as milliseconds: a number with a unit s, m, h or d (e.g. 1d, 6h)."""
+        text = self.period.strip().lower()
+        units = {"s": 1_000, "m": 60_000, "h": HOUR_MS, "d": 24 * HOUR_MS}
+        try:
+            value = float(text[:-1]) * units[text[-1]]
+        except (KeyError, ValueError, IndexError):
+            raise ConfigError(
+                f"replay.period must be a duration like 1d, 6h, 30m, got {self.period!r}"
+            ) from None
+        if value <= 0:
+            raise ConfigError(f"replay.period must be positive, got {self.period!r}")
+        return int(value)
+
+    def multi_columns(self) -> dict[str, str]:
+        """`--multi COL:SEP[,COL:SEP]` as column -> separator (default separator |)."""
+        out = {}
+        for item in filter(None, self.multi.split(",")):
+            column, _, sep = item.partition(":")
+            out[column] = sep or "|"
+        return out
+
+
+REPLAY_FORMATS = ("auto", "jsonl", "criteo", "avazu", "csv")
+
+
+@dataclass(frozen=True)
 class BrokerSettings:
     host: str = "127.0.0.1"
     port: int = 9092
@@ -280,6 +339,7 @@ class Settings:
     simulate_output: SimulateOutput
     join: JoinConfig
     joiner: JoinerSettings
+    replay: ReplaySettings
     train: TrainSettings
     bench: BenchSettings
 
@@ -294,6 +354,7 @@ SECTIONS: dict[str, tuple[tuple[str, type], ...]] = {
     "simulate": (("simulate", SimulationConfig), ("simulate_output", SimulateOutput)),
     "join": (("join", JoinConfig),),
     "joiner": (("joiner", JoinerSettings),),
+    "replay": (("replay", ReplaySettings),),
     "train": (("train", TrainSettings),),
     "bench": (("bench", BenchSettings),),
 }

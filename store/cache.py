@@ -65,7 +65,7 @@ class CachedEmbeddings:
 
     def lookup(self, ids: torch.Tensor, create: bool = True) -> torch.Tensor:
         keys = ids.cpu().numpy()
-        if len(keys) > self.capacity:
+        if create and len(keys) > self.capacity:
             raise StoreError(
                 f"a batch touches {len(keys)} rows but the cache at {self.store.path} holds "
                 f"{self.capacity}; raise the cache size or lower the batch size"

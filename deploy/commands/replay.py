@@ -1,0 +1,79 @@
+"""`fmstream replay`: a log through the joiner core and the trainers, period by period,
+each period scored by the snapshot taken before it (next-period holdout)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from deploy.commands.common import TRAIN
+from deploy.config import Option
+from deploy.replay import report
+from deploy.replay.run import grid, replay
+from deploy.settings import Settings
+
+NAME = "replay"
+HELP = "replay a log (fmstream JSONL, Criteo, Avazu, CSV) and report next-period holdouts"
+_REPLAY_HELP = {
+    "format": "auto (directory: jsonl; name with criteo/avazu: that), jsonl, criteo, avazu, csv",
+    "label": "csv: the label column (0/1)",
+    "time": "csv: the time column (none: row order is time)",
+    "time_format": "csv: s or ms since the epoch, or a strftime format (UTC)",
+    "categorical": "csv: categorical columns a,b,... (default: every other column)",
+    "numeric": "csv: numeric columns x,y,...",
+    "multi": "csv: multi-valued columns COL:SEP[,COL:SEP]",
+    "delimiter": "csv: the field delimiter",
+    "period": "period length of a log with time: 1d, 6h, 30m, ...",
+    "periods": "a log without time is cut by row order into this many periods",
+    "click_delay_ms": "a label-only row's click comes this long after its impression",
+    "max_rows": "read at most this many rows (0: all)",
+    "sample": "keep this fraction of rows (seeded by --train-seed)",
+    "out": "directory of replay.json, replay.md, replay.png",
+    "truth": "truth file for the Bayes-optimal row (default: LOG/truth.csv when present)",
+    "models": "comma-separated models (default: the paper's nine)",
+    "store": "where embedding rows live: rocksdb or memory",
+}
+OPTIONS: list[Option] = [
+    *(
+        Option(f"replay.{name}", "--" + name.replace("_", "-"), text)
+        for name, text in _REPLAY_HELP.items()
+    ),
+    *(o for o in TRAIN if o.key not in ("train.models", "train.store")),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("log", type=Path, help="a log file, or a `simulate --out` directory")
+    parser.add_argument(
+        "--paper-table",
+        action="store_true",
+        help="also print the paper's Table 2 layout (last holdout period)",
+    )
+    parser.add_argument(
+        "--grid",
+        nargs="*",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="sweep section 3.3's hyper-parameters: dropout, hidden, layers, shape, k, lr, batch",
+    )
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    cfg = settings.replay
+    train = dataclasses.replace(settings.train, models=cfg.models, store=cfg.store)
+    settings_grid = grid(train, args.grid)
+    for i, (label, setting) in enumerate(settings_grid):
+        out = cfg.out / f"grid-{i}" if len(settings_grid) > 1 else cfg.out
+        doc = replay(args.log, settings, setting, out)
+        if label:
+            print(f"== {label}")
+        print(report.tables(doc))
+        if args.paper_table:
+            print()
+            print(report.paper_table(doc))
+        bad = doc["bad_rows"]
+        if bad["count"]:
+            print(f"unreadable rows: {bad['count']} (first: {'; '.join(bad['first'])})")
+        print(f"reports: {out}/replay.json, replay.md, replay.png", flush=True)
+    return 0

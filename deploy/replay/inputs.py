@@ -1,0 +1,153 @@
+"""Opening a replay's input: its records in event-time order, its feature schema when the
+format fixes one, and how event time maps to periods."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deploy.errors import ConfigError
+from deploy.settings import ReplaySettings
+from model.features import FeatureSchema, FieldSpec
+from stream.logs.formats import AVAZU, CRITEO_CAT, CRITEO_INT, CsvMapping, read_criteo, read_csv
+from stream.logs.records import LogRecord, read_jsonl_dir, rows_to_records
+from stream.logs.rows import BadRow, LogRow
+
+START_MS = 1_767_225_600_000  # 2026-01-01 UTC: the clock of logs that carry no time
+ROW_STEP_MS = 1_000
+
+
+@dataclass(frozen=True)
+class Periods:
+    """Period p covers [origin + p * length, origin + (p + 1) * length); a timed log's
+    origin is its first event time rounded down to a multiple of the length (UTC days
+    for 1d)."""
+
+    length_ms: int
+    origin_ms: int | None = None
+
+    def of(self, ts: int, origin: int) -> int:
+        return (ts - origin) // self.length_ms
+
+
+class PeriodClock:
+    def __init__(self, periods: Periods) -> None:
+        self._periods = periods
+        self._origin = periods.origin_ms
+
+    def period_of(self, ts: int) -> int:
+        if self._origin is None:
+            self._origin = ts // self._periods.length_ms * self._periods.length_ms
+        return self._periods.of(ts, self._origin)
+
+    def start_of(self, period: int) -> int:
+        assert self._origin is not None
+        return self._origin + period * self._periods.length_ms
+
+
+@dataclass
+class OpenedInput:
+    records: Iterator[LogRecord | BadRow]
+    schema: FeatureSchema | None
+    clock: PeriodClock
+    format: str
+    truth: Path | None
+
+
+def detect_format(path: Path, requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if path.is_dir():
+        return "jsonl"
+    name = path.name.lower()
+    for fmt in ("criteo", "avazu"):
+        if fmt in name:
+            return fmt
+    return "csv"
+
+
+def open_input(path: Path, cfg: ReplaySettings, seed: int) -> OpenedInput:
+    if not path.exists():
+        raise ConfigError(f"the log {path} does not exist")
+    fmt = detect_format(path, cfg.format)
+    if fmt == "jsonl":
+        if not path.is_dir():
+            raise ConfigError(f"a jsonl replay reads a directory of `simulate --out`, not {path}")
+        truth = cfg.truth or (path / "truth.csv" if (path / "truth.csv").exists() else None)
+        records = _limit(read_jsonl_dir(path), cfg.max_rows)
+        return OpenedInput(records, None, _timed(cfg), fmt, truth)
+    rows, schema, timed = _rows(path, fmt, cfg)
+    rows = _sample(_limit(rows, cfg.max_rows), cfg.sample, seed)
+    if timed:
+        clock = _timed(cfg)
+    else:
+        rows_in_file = _count_lines(path) - (0 if fmt == "criteo" and not _has_header(path) else 1)
+        total = min(rows_in_file, cfg.max_rows) if cfg.max_rows else rows_in_file
+        per_period = max(1, math.ceil(total / (cfg.periods or 1)))
+        clock = PeriodClock(Periods(per_period * ROW_STEP_MS, START_MS))
+    records = rows_to_records(rows, START_MS, ROW_STEP_MS, cfg.click_delay_ms)
+    return OpenedInput(records, schema, clock, fmt, cfg.truth)
+
+
+def _timed(cfg: ReplaySettings) -> PeriodClock:
+    if cfg.periods:
+        raise ConfigError(
+            "--periods cuts logs without time by row order; this log has time: use --period"
+        )
+    return PeriodClock(Periods(cfg.period_ms()))
+
+
+def _rows(
+    path: Path, fmt: str, cfg: ReplaySettings
+) -> tuple[Iterator[LogRow | BadRow], FeatureSchema | None, bool]:
+    if fmt == "criteo":
+        fields = [FieldSpec(n, "continuous") for n in CRITEO_INT]
+        fields += [FieldSpec(n, "categorical") for n in CRITEO_CAT]
+        return read_criteo(path), FeatureSchema(tuple(fields)), False
+    mapping = AVAZU if fmt == "avazu" else _mapping(cfg)
+    return read_csv(path, mapping), None, mapping.time is not None
+
+
+def _mapping(cfg: ReplaySettings) -> CsvMapping:
+    if not cfg.label:
+        raise ConfigError("a CSV replay needs --label COLUMN (and optionally --time COLUMN)")
+    return CsvMapping(
+        label=cfg.label,
+        time=cfg.time or None,
+        time_format=cfg.time_format,
+        categorical=tuple(filter(None, cfg.categorical.split(","))),
+        numeric=tuple(filter(None, cfg.numeric.split(","))),
+        multi=cfg.multi_columns(),
+        delimiter=cfg.delimiter,
+    )
+
+
+def _sample(
+    rows: Iterable[LogRow | BadRow], fraction: float, seed: int
+) -> Iterator[LogRow | BadRow]:
+    rng = random.Random(seed)
+    for row in rows:
+        if fraction >= 1.0 or rng.random() < fraction:
+            yield row
+
+
+def _limit(items: Iterator[Any], max_rows: int) -> Iterator[Any]:
+    return itertools.islice(items, max_rows) if max_rows else items
+
+
+def _has_header(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.readline().startswith(b"label")
+
+
+def _count_lines(path: Path) -> int:
+    count = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            count += chunk.count(b"\n")
+    return count

@@ -1,0 +1,191 @@
+"""The replay protocol: learn period by period, score each period with the snapshot
+taken at the end of the one before (next-period holdout), then learn it.
+
+Labeled events arrive in impression-time order. At a period boundary every live
+trainer is flushed and frozen (`Freezer`); every batch of the new period is
+scored by that frozen copy (holdout), by the live trainer (progressive
+validation), and only then learned. The snapshot records the newest event time
+it learned, so the holdout never seeing its own period is checked, not assumed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from deploy.offline import FilterFactory, ObservesTime, SourceFactory
+from deploy.replay.freeze import Freezer
+from model.features import EncodedBatch, FeatureEncoder, FeatureSchema, infer_schema
+from model.metrics import BinaryMetrics, binary_metrics
+from model.trainer import OnlineTrainer, TrainerConfig, row_layout
+from model.zoo import ModelConfig
+from stream.events import LabeledEvent
+
+Truth = Callable[[list[str]], np.ndarray]
+
+
+class Scores:
+    """Labels and predictions of one group, kept to compute exact metrics."""
+
+    def __init__(self) -> None:
+        self._labels: list[np.ndarray] = []
+        self._probs: list[np.ndarray] = []
+
+    def add(self, labels: np.ndarray, probs: np.ndarray) -> None:
+        self._labels.append(labels.astype(np.float32))
+        self._probs.append(probs.astype(np.float32))
+
+    @property
+    def count(self) -> int:
+        return sum(len(x) for x in self._labels)
+
+    def metrics(self) -> BinaryMetrics:
+        return binary_metrics(np.concatenate(self._labels), np.concatenate(self._probs))
+
+    @staticmethod
+    def merged(groups: list[Scores]) -> Scores:
+        out = Scores()
+        for g in groups:
+            out._labels += g._labels
+            out._probs += g._probs
+        return out
+
+
+@dataclass
+class Track:
+    """One model through the replay."""
+
+    config: ModelConfig
+    live: OnlineTrainer | None = None
+    frozen: OnlineTrainer | None = None
+    holdout: dict[int, Scores] = field(default_factory=dict)
+    progressive: dict[int, Scores] = field(default_factory=dict)
+    trained: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class PeriodInfo:
+    period: int
+    start_ms: int
+    events: int
+    # The newest event time the scoring snapshot had learned (None: no snapshot yet).
+    snapshot_newest_ms: int | None
+
+
+class PeriodReplay:
+    def __init__(
+        self,
+        models: list[ModelConfig],
+        trainer: TrainerConfig,
+        batch_size: int,
+        period_of: Callable[[int], int],
+        period_start: Callable[[int], int],
+        freezer: Freezer,
+        source_for: SourceFactory | None = None,
+        filter_for: FilterFactory | None = None,
+        truth: Truth | None = None,
+        schema: FeatureSchema | None = None,
+    ) -> None:
+        self.tracks = [Track(m) for m in models]
+        self._trainer_config = trainer
+        self._batch_size = batch_size
+        self._period_of = period_of
+        self._period_start = period_start
+        self._freezer = freezer
+        self._source_for = source_for
+        self._filter_for = filter_for
+        self._truth = truth
+        self._encoder = FeatureEncoder(schema) if schema is not None else None
+        self._buffer: list[LabeledEvent] = []
+        self._period: int | None = None
+        self._newest_learned: int | None = None
+        self.periods: dict[int, PeriodInfo] = {}
+        self.bayes: dict[int, Scores] = {}
+        self.events = 0
+
+    def add(self, event: LabeledEvent) -> None:
+        period = self._period_of(event.ts)
+        if period != self._period:
+            self._flush()
+            self._roll(period)
+        self._buffer.append(event)
+        if len(self._buffer) >= self._batch_size:
+            self._flush()
+
+    def finish(self) -> None:
+        self._flush()
+        self._freezer.close()
+
+    def _roll(self, period: int) -> None:
+        if self._period is not None and period < self._period:
+            raise ValueError(f"events went back from period {self._period} to {period}")
+        self._period = period
+        for track in self.tracks:
+            if track.live is not None:
+                assert self._encoder is not None
+                position = {
+                    "period": period - 1,
+                    "newest_ms": self._newest_learned,
+                    "trained_events": track.trained,
+                }
+                track.frozen = self._freezer.freeze(
+                    track.config.name, track.live, len(self._encoder.fields), position
+                )
+        self.periods[period] = PeriodInfo(
+            period, self._period_start(period), 0, self._newest_learned
+        )
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        events, self._buffer = self._buffer, []
+        assert self._period is not None
+        batch, labels = self._encode(events)
+        period = self._period
+        info = self.periods[period]
+        self.periods[period] = PeriodInfo(
+            period, info.start_ms, info.events + len(events), info.snapshot_newest_ms
+        )
+        if self._truth is not None:
+            self.bayes.setdefault(period, Scores()).add(labels, self._truth([e.id for e in events]))
+        newest = max(e.ts for e in events)
+        for track in self.tracks:
+            self._step(track, period, batch, labels, newest)
+        self.events += len(events)
+        self._newest_learned = max(newest, self._newest_learned or newest)
+
+    def _step(
+        self, track: Track, period: int, batch: EncodedBatch, labels: np.ndarray, newest: int
+    ) -> None:
+        if track.live is None:
+            track.live = self._new_trainer(track.config, batch.num_fields)
+        if track.frozen is not None:
+            track.holdout.setdefault(period, Scores()).add(
+                labels, track.frozen.predict_proba_many(batch)
+            )
+        if isinstance(track.live.source, ObservesTime):
+            track.live.source.observe(newest)
+        start = time.perf_counter()
+        track.progressive.setdefault(period, Scores()).add(
+            labels, track.live.predict_proba_many(batch)
+        )
+        track.live.learn_many(batch, labels)
+        track.seconds += time.perf_counter() - start
+        track.trained += len(labels)
+
+    def _new_trainer(self, config: ModelConfig, num_fields: int) -> OnlineTrainer:
+        layout = row_layout(config, self._trainer_config)
+        source = self._source_for(config, layout) if self._source_for else None
+        assert self._encoder is not None
+        id_filter = self._filter_for(self._encoder.fields) if self._filter_for else None
+        return OnlineTrainer(config, num_fields, self._trainer_config, source, id_filter)
+
+    def _encode(self, events: list[LabeledEvent]) -> tuple[EncodedBatch, np.ndarray]:
+        if self._encoder is None:
+            self._encoder = FeatureEncoder(infer_schema([e.features for e in events]))
+        labels = np.fromiter((e.label for e in events), dtype=np.float32, count=len(events))
+        return self._encoder.encode([e.features for e in events]), labels

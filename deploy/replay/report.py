@@ -1,0 +1,198 @@
+"""The replay's results: per-period and overall tables, the paper's Table 2 layout,
+and the JSON, Markdown and PNG reports."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from deploy.replay.protocol import PeriodReplay, Scores
+from model.metrics import BinaryMetrics
+from model.zoo import PAPER_NAMES
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    holdout: BinaryMetrics
+    progressive: BinaryMetrics | None
+
+
+def _period_label(start_ms: int) -> str:
+    return datetime.fromtimestamp(start_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def build(replay: PeriodReplay, meta: dict[str, Any]) -> dict[str, Any]:
+    """Everything the report files hold, as plain data."""
+    periods = []
+    for p, info in sorted(replay.periods.items()):
+        models = {}
+        for t in replay.tracks:
+            entry: dict[str, Any] = {}
+            if p in t.holdout:
+                entry["holdout"] = asdict(t.holdout[p].metrics())
+            if p in t.progressive:
+                entry["progressive"] = asdict(t.progressive[p].metrics())
+            models[t.config.paper_name] = entry
+        row: dict[str, Any] = {
+            "period": p,
+            "start": _period_label(info.start_ms),
+            "start_ms": info.start_ms,
+            "events": info.events,
+            "snapshot_newest_ms": info.snapshot_newest_ms,
+            "models": models,
+        }
+        if p in replay.bayes:
+            row["bayes"] = asdict(replay.bayes[p].metrics())
+        periods.append(row)
+    overall: dict[str, Any] = {}
+    for t in replay.tracks:
+        if t.holdout:
+            overall[t.config.paper_name] = {
+                "holdout": asdict(Scores.merged(list(t.holdout.values())).metrics()),
+                "trained": t.trained,
+                "train_events_per_s": round(t.trained / t.seconds) if t.seconds else None,
+            }
+    evaluated = [p for p in replay.periods if any(p in t.holdout for t in replay.tracks)]
+    if replay.bayes and evaluated:
+        bayes = Scores.merged([replay.bayes[p] for p in evaluated if p in replay.bayes])
+        overall["Bayes-optimal"] = {"holdout": asdict(bayes.metrics())}
+    return {**meta, "events": replay.events, "periods": periods, "overall": overall}
+
+
+_HEAD = f"{'model':<14} {'auc':>7} {'logloss':>8} {'NE':>6} {'calib':>6} {'count':>8}"
+
+
+def _line(name: str, m: dict[str, Any]) -> str:
+    return (
+        f"{name:<14} {m['auc']:>7.4f} {m['logloss']:>8.5f} {m['normalized_entropy']:>6.3f} "
+        f"{m['calibration']:>6.3f} {m['count']:>8}"
+    )
+
+
+def _ranked(models: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    rows = [(name, e["holdout"]) for name, e in models.items() if "holdout" in e]
+    return sorted(rows, key=lambda r: -_num(r[1]["auc"]))
+
+
+def _num(x: float) -> float:
+    return -1.0 if math.isnan(x) else x
+
+
+def tables(doc: dict[str, Any]) -> str:
+    out = []
+    for period in doc["periods"]:
+        ranked = _ranked(period["models"])
+        if not ranked:
+            continue
+        out.append(
+            f"period {period['period']} from {period['start']} UTC: holdout of the snapshot "
+            f"taken before it ({period['events']} events)"
+        )
+        out.append(_HEAD)
+        if "bayes" in period:
+            out.append(_line("Bayes-optimal", period["bayes"]))
+        out += [_line(name, m) for name, m in ranked]
+        out.append("")
+    overall = {k: v for k, v in doc["overall"].items() if k != "Bayes-optimal"}
+    if overall:
+        out.append("overall: every holdout period together")
+        out.append(_HEAD)
+        if "Bayes-optimal" in doc["overall"]:
+            out.append(_line("Bayes-optimal", doc["overall"]["Bayes-optimal"]["holdout"]))
+        out += [_line(name, m) for name, m in _ranked(overall)]
+    else:
+        out.append("no holdout: the log spans a single period (use --period or --periods)")
+    return "\n".join(out)
+
+
+def paper_table(doc: dict[str, Any]) -> str:
+    """Table 2's layout on the last holdout period: AUC and LogLoss per model, with
+    DeepFM's relative improvement over each."""
+    last = next((p for p in reversed(doc["periods"]) if _ranked(p["models"])), None)
+    if last is None:
+        return "no holdout period to tabulate"
+    models = dict(_ranked(last["models"]))
+    order = [PAPER_NAMES[k] for k in PAPER_NAMES if PAPER_NAMES[k] in models]
+    deep = models.get("DeepFM")
+    lines = [
+        f"Table 2 layout: holdout period {last['period']} ({last['start']} UTC, "
+        f"{last['events']} events)",
+        f"{'Model':<14} {'AUC':>7} {'LogLoss':>8} {'DeepFM AUC gain':>16} {'LogLoss gain':>13}",
+    ]
+    for name in order:
+        m = models[name]
+        gain = ll_gain = ""
+        if deep is not None and name != "DeepFM":
+            gain = f"{(deep['auc'] - m['auc']) / m['auc'] * 100:+.2f}%"
+            ll_gain = f"{(m['logloss'] - deep['logloss']) / m['logloss'] * 100:+.2f}%"
+        lines.append(f"{name:<14} {m['auc']:>7.4f} {m['logloss']:>8.5f} {gain:>16} {ll_gain:>13}")
+    if "bayes" in last:
+        b = last["bayes"]
+        lines.append(f"{'Bayes-optimal':<14} {b['auc']:>7.4f} {b['logloss']:>8.5f}")
+    return "\n".join(lines)
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    out = [f"# Replay of `{doc['input']}`", ""]
+    out.append(
+        f"{doc['events']} labeled events, {len(doc['periods'])} periods, "
+        f"{doc['bad_rows']['count']} unreadable rows."
+    )
+    for period in doc["periods"]:
+        ranked = _ranked(period["models"])
+        if not ranked:
+            continue
+        out += [
+            "",
+            f"## Period {period['period']} ({period['start']} UTC, {period['events']} events)",
+            "",
+        ]
+        out += ["| model | AUC | logloss | NE | calibration | count |", "|---|---|---|---|---|---|"]
+        rows = ([("Bayes-optimal", period["bayes"])] if "bayes" in period else []) + ranked
+        out += [
+            f"| {n} | {m['auc']:.4f} | {m['logloss']:.5f} | {m['normalized_entropy']:.3f} "
+            f"| {m['calibration']:.3f} | {m['count']} |"
+            for n, m in rows
+        ]
+    return "\n".join(out) + "\n"
+
+
+def write_files(doc: dict[str, Any], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "replay.json", out / "replay.md", out / "replay.png"]
+    paths[0].write_text(json.dumps(doc, indent=2, allow_nan=True) + "\n")
+    paths[1].write_text(markdown(doc))
+    plot(doc, paths[2])
+    return paths
+
+
+def plot(doc: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_auc, ax_ll) = plt.subplots(1, 2, figsize=(11, 4))
+    names = sorted({n for p in doc["periods"] for n, e in p["models"].items() if "holdout" in e})
+    for name in names:
+        points = [
+            (p["period"], p["models"][name]["holdout"])
+            for p in doc["periods"]
+            if "holdout" in p["models"].get(name, {})
+        ]
+        xs = [x for x, _ in points]
+        ax_auc.plot(xs, [m["auc"] for _, m in points], marker="o", label=name)
+        ax_ll.plot(xs, [m["logloss"] for _, m in points], marker="o", label=name)
+    for ax, title in ((ax_auc, "holdout AUC"), (ax_ll, "holdout logloss")):
+        ax.set_xlabel("period")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    ax_auc.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

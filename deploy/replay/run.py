@@ -1,0 +1,134 @@
+"""One replay: input -> ordered join -> period protocol -> report; and the grid of them."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from deploy.errors import ConfigError
+from deploy.replay import report
+from deploy.replay.freeze import Freezer
+from deploy.replay.inputs import open_input
+from deploy.replay.protocol import PeriodReplay
+from deploy.settings import Settings, TrainSettings
+from deploy.sources import admission_for, embedding_source
+from stream.errors import RecordError
+from stream.join.ordered import OrderedJoin
+from stream.logs.rows import BadRow
+from stream.simulate.truth import read_truth
+
+log = logging.getLogger(__name__)
+SHOWN_BAD_ROWS = 5
+# `--grid NAME=v1,v2` names -> [train] keys (section 3.3's hyper-parameters).
+GRID_KEYS = {
+    "dropout": "dropout_keep",
+    "hidden": "neurons",
+    "neurons": "neurons",
+    "layers": "hidden_layers",
+    "shape": "shape",
+    "k": "k",
+    "lr": "dense_lr",
+    "batch": "batch_size",
+}
+
+
+class BadRows:
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: list[str] = []
+
+    def add(self, row: BadRow) -> None:
+        self.count += 1
+        if len(self.first) < SHOWN_BAD_ROWS:
+            self.first.append(f"line {row.line}: {row.reason}")
+
+
+def replay(path: Path, settings: Settings, train: TrainSettings, out: Path) -> dict[str, Any]:
+    cfg = settings.replay
+    opened = open_input(path, cfg, train.seed)
+    shutil.rmtree(out / "store", ignore_errors=True)
+    shutil.rmtree(out / "snapshots", ignore_errors=True)
+    protocol = PeriodReplay(
+        train.model_configs(),
+        train.trainer_config(),
+        train.batch_size,
+        opened.clock.period_of,
+        opened.clock.start_of,
+        Freezer(out / "snapshots", train.seed),
+        source_for=lambda model, layout: embedding_source(train, layout, model.name, out / "store"),
+        filter_for=lambda fields: admission_for(train, fields),
+        truth=_truth(opened.truth),
+        schema=opened.schema,
+    )
+    join = OrderedJoin(settings.join)
+    bad = BadRows()
+    with tqdm(desc="replay", unit=" rec", disable=None, mininterval=2.0) as progress:
+        for item in opened.records:
+            progress.update()
+            if isinstance(item, BadRow):
+                bad.add(item)
+                continue
+            try:
+                events = join.feed(item.topic, item.value)
+            except RecordError as exc:
+                bad.add(BadRow(item.line, f"{exc.reason}: {exc}"))
+                continue
+            for event in events:
+                protocol.add(event)
+        for event in join.finish():
+            protocol.add(event)
+    protocol.finish()
+    if bad.count:
+        log.warning("replay_bad_rows count=%d first=%s", bad.count, "; ".join(bad.first))
+    meta = {
+        "input": str(path),
+        "format": opened.format,
+        "models": [m.paper_name for m in train.model_configs()],
+        "store": train.store,
+        "train": dataclasses.asdict(train),
+        "bad_rows": {"count": bad.count, "first": bad.first},
+        "join": dataclasses.asdict(join.core.stats),
+    }
+    doc = report.build(protocol, meta)
+    report.write_files(doc, out)
+    return doc
+
+
+def _truth(path: Path | None) -> Callable[[list[str]], np.ndarray] | None:
+    if path is None:
+        return None
+    columns = read_truth(path)
+    p_label = dict(zip(columns["id"].tolist(), columns["p_label"].tolist(), strict=True))
+    return lambda ids: np.array([p_label.get(i, np.nan) for i in ids], dtype=np.float64)
+
+
+def grid(train: TrainSettings, spec: list[str]) -> list[tuple[str, TrainSettings]]:
+    """Every combination of `NAME=v1,v2` values, as labeled settings."""
+    if not spec:
+        return [("", train)]
+    axes = []
+    for item in spec:
+        name, _, values = item.partition("=")
+        key = GRID_KEYS.get(name.strip())
+        if key is None or not values:
+            raise ConfigError(
+                f"--grid {item!r}: expected NAME=V1,V2 with NAME in {sorted(GRID_KEYS)}"
+            )
+        kind = type(getattr(train, key))
+        try:
+            axes.append([(key, kind(v)) for v in values.split(",")])
+        except ValueError as exc:
+            raise ConfigError(f"--grid {item!r}: {exc}") from exc
+    out = []
+    for combo in itertools.product(*axes):
+        label = " ".join(f"{k}={v}" for k, v in combo)
+        out.append((label, dataclasses.replace(train, **dict(combo))))
+    return out

@@ -1,0 +1,126 @@
+"""`fmstream replay` end to end: every input format, report files, the holdout protocol."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FMSTREAM = str(Path(sys.executable).parent / "fmstream")
+DATA = Path(__file__).resolve().parents[1] / "data"
+SMALL = ["--neurons", "32", "--log-level", "WARNING"]
+
+
+def _replay(*args: str, out: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    result = subprocess.run(
+        [FMSTREAM, "replay", *args, "--out", str(out), *SMALL],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result, json.loads((out / "replay.json").read_text())
+
+
+def _holdout_never_saw_its_period(doc: dict[str, Any]) -> None:
+    scored = [p for p in doc["periods"] if any("holdout" in m for m in p["models"].values())]
+    assert scored, "no period was held out"
+    for period in scored:
+        assert period["snapshot_newest_ms"] < period["start_ms"]
+
+
+def test_criteo_sample_in_two_periods_writes_every_report(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    result, doc = _replay(
+        str(DATA / "criteo_sample.txt"),
+        "--format",
+        "criteo",
+        "--periods",
+        "2",
+        "--models",
+        "lr,fm,deepfm",
+        "--paper-table",
+        out=out,
+    )
+    assert doc["format"] == "criteo" and doc["events"] == 200
+    assert [p["events"] for p in doc["periods"]] == [100, 100]
+    assert set(doc["overall"]) == {"LR", "FM", "DeepFM"}
+    _holdout_never_saw_its_period(doc)
+    assert "Table 2 layout: holdout period 1" in result.stdout
+    assert "| DeepFM |" in (out / "replay.md").read_text()
+    assert (out / "replay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_avazu_sample_by_the_hour_has_a_single_period(tmp_path: Path) -> None:
+    result, doc = _replay(
+        str(DATA / "avazu_sample.txt"), "--models", "lr", "--store", "memory", out=tmp_path
+    )
+    assert doc["format"] == "avazu" and doc["events"] == 100
+    assert "no holdout: the log spans a single period" in result.stdout
+
+
+def test_a_csv_with_garbage_lines_reports_them_by_line(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    lines = ["t,y,user,city"]
+    for i in range(400):
+        lines.append(f"{1_780_000_000 + i * 600},{int(i % 7 == 0)},u{i % 13},c{i % 3}")
+    lines[50] = "garbage without enough columns"
+    lines[120] = f"{1_780_000_000},maybe,u1,c1"
+    path.write_text("\n".join(lines) + "\n")
+    result, doc = _replay(
+        str(path),
+        "--label",
+        "y",
+        "--time",
+        "t",
+        "--period",
+        "1h",
+        "--models",
+        "lr,fm",
+        "--store",
+        "memory",
+        out=tmp_path / "r",
+    )
+    assert doc["bad_rows"]["count"] == 2
+    assert doc["bad_rows"]["first"][0].startswith("line 51: 1 columns")
+    assert doc["bad_rows"]["first"][1].startswith("line 121: label 'maybe'")
+    assert "unreadable rows: 2" in result.stdout
+    assert doc["events"] == 398
+    _holdout_never_saw_its_period(doc)
+
+
+@pytest.mark.timeout(900)
+def test_simulated_traffic_deepfm_beats_lr_on_every_holdout_period(tmp_path: Path) -> None:
+    sim = tmp_path / "sim"
+    subprocess.run(
+        [
+            FMSTREAM,
+            "simulate",
+            "--out",
+            str(sim),
+            "--days",
+            "4",
+            "--impressions-per-day",
+            "40000",
+            "--log-level",
+            "WARNING",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    _, doc = _replay(str(sim), "--models", "lr,deepfm", "--store", "memory", out=tmp_path / "r")
+    _holdout_never_saw_its_period(doc)
+    scored = [p for p in doc["periods"] if "holdout" in p["models"]["DeepFM"]]
+    assert len(scored) == 3
+    for period in scored:
+        deep = period["models"]["DeepFM"]["holdout"]["auc"]
+        assert deep > period["models"]["LR"]["holdout"]["auc"]
+        # Stated tolerance: within 0.13 AUC of the Bayes-optimal score (truth file) after
+        # 40,000 impressions a day (the 8-day demo at 125,000 a day gets within ~0.075).
+        assert deep > period["bayes"]["auc"] - 0.13
