@@ -327,6 +327,7 @@ class BenchSettings:
     store_rows: int = 10_000_000
     cache_rows: int = 1_000_000
     batch_unique_ids: int = 60_000
+    replay_rows: int = 1_000_000
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from deploy.bench_join import bench_join
+from deploy.bench_replay import bench_replay
 from deploy.bench_store import bench_store, bench_training
 from deploy.bench_train import (
     CRITEO_SCHEMA,
@@ -43,6 +44,7 @@ OPTIONS: list[Option] = [
     *(o for o in SIMULATION if o.key != "simulate.days"),
     Option("bench.simulate_days", "--days", "simulate: days to simulate per run"),
     Option("bench.repeat", "--repeat", "runs to take the median of"),
+    Option("bench.replay_rows", "--replay-rows", "replay: rows of the Criteo-format log"),
     Option("topics.partitions", "--partitions", "join: partitions of the benchmark's topics"),
     Option("bench.models", "--bench-models", "train: comma-separated models"),
     Option("bench.batches", "--batches", "train: comma-separated batch sizes"),
@@ -59,7 +61,9 @@ OPTIONS: list[Option] = [
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "what", choices=["simulate", "train", "encode", "store", "join"], help="what to benchmark"
+        "what",
+        choices=["simulate", "train", "encode", "store", "join", "replay"],
+        help="what to benchmark",
     )
 
 
@@ -156,6 +160,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         result = {
             "benchmark": "encode",
             **bench_encode(events, repeat=repeat),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        }
+    elif args.what == "replay":
+        result = {
+            **bench_replay(settings.bench.replay_rows),
             "load_avg_1m": round(os.getloadavg()[0], 2),
         }
     elif args.what == "join":
