@@ -35,8 +35,12 @@ class CachedEmbeddings:
         initializer: Initializer,
         capacity: int,
         device: str = "cpu",
+        cache_reads: bool = False,
     ) -> None:
+        """`cache_reads`: scoring also caches the rows it reads (for a read-only
+        snapshot, whose rows never change); otherwise scoring never touches the cache."""
         self.store = store
+        self._cache_reads = cache_reads
         self._init = initializer
         self.capacity = capacity
         self._device = torch.device(device)
@@ -65,7 +69,7 @@ class CachedEmbeddings:
 
     def lookup(self, ids: torch.Tensor, create: bool = True) -> torch.Tensor:
         keys = ids.cpu().numpy()
-        if create and len(keys) > self.capacity:
+        if (create or self._cache_reads) and len(keys) > self.capacity:
             raise StoreError(
                 f"a batch touches {len(keys)} rows but the cache at {self.store.path} holds "
                 f"{self.capacity}; raise the cache size or lower the batch size"
@@ -74,13 +78,14 @@ class CachedEmbeddings:
         missing = slots < 0
         self.hits += int((~missing).sum())
         self.misses += int(missing.sum())
-        if not create and missing.any():
+        if not create and missing.any() and not self._cache_reads:
             return self._peek(keys, slots, missing)
         if missing.any():
-            slots[missing] = self._load(keys[missing], protect=slots[~missing])
+            slots[missing] = self._load(keys[missing], slots[~missing], persist_new=create)
         self._referenced[slots] = True
-        self._count[slots] += 1
-        self._seen[slots] = self._now
+        if create:
+            self._count[slots] += 1
+            self._seen[slots] = self._now
         index = torch.from_numpy(slots).to(self._device)
         self._last = (ids, index)
         return self._slab.index_select(0, index)
@@ -152,7 +157,7 @@ class CachedEmbeddings:
             records["row"][~found] = self._init(keys[~found])
         return records, found
 
-    def _load(self, keys: np.ndarray, protect: np.ndarray) -> np.ndarray:
+    def _load(self, keys: np.ndarray, protect: np.ndarray, persist_new: bool) -> np.ndarray:
         records, found = self._read(keys, take=True)
         rows = np.ascontiguousarray(records["row"])
         slots = self._free_slots(len(keys), protect)
@@ -163,8 +168,9 @@ class CachedEmbeddings:
         self._count[slots] = records["count"]
         self._seen[slots] = records["seen"]
         self._used[slots] = True
-        # A row new to the store is dirty from the start: flush must persist it.
-        self._dirty[slots] = ~found
+        # A row new to the store is dirty from the start: flush must persist it. A row
+        # only read for scoring is not: it is its initial value, recomputed on demand.
+        self._dirty[slots] = ~found if persist_new else False
         self._slot_of.put(keys, slots)
         return slots
 

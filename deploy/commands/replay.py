@@ -51,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also print the paper's Table 2 layout (last holdout period)",
     )
     parser.add_argument(
+        "--via-kafka",
+        action="store_true",
+        help="join through an embedded broker and the join daemon instead of in process",
+    )
+    parser.add_argument(
         "--grid",
         nargs="*",
         default=[],
@@ -65,7 +70,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     settings_grid = grid(train, args.grid)
     for i, (label, setting) in enumerate(settings_grid):
         out = cfg.out / f"grid-{i}" if len(settings_grid) > 1 else cfg.out
-        doc = replay(args.log, settings, setting, out)
+        doc = replay(args.log, settings, setting, out, via_kafka=args.via_kafka)
         if label:
             print(f"== {label}")
         print(report.tables(doc))

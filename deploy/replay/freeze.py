@@ -38,8 +38,10 @@ class Freezer:
             source.store.checkpoint(dest)
             store = RowStore(dest, source.store.width, read_only=True)
             init = partial(initial_rows, layout=live.layout, seed=self._seed)
-            # Scoring never caches a row, so the copy needs no slab of its own.
-            frozen_source: Any = CachedEmbeddings(store, init, capacity=1, device=str(live.device))
+            # The snapshot never changes, so its reads are cached too (half the live size).
+            frozen_source: Any = CachedEmbeddings(
+                store, init, max(1, source.capacity // 2), str(live.device), cache_reads=True
+            )
             self._replace(name, store, dest)
         else:
             frozen_source = copy.deepcopy(source)

@@ -5,25 +5,26 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from deploy.replay.protocol import PeriodReplay, Scores
-from model.metrics import BinaryMetrics
 from model.zoo import PAPER_NAMES
-
-
-@dataclass(frozen=True)
-class Row:
-    name: str
-    holdout: BinaryMetrics
-    progressive: BinaryMetrics | None
 
 
 def _period_label(start_ms: int) -> str:
     return datetime.fromtimestamp(start_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _metrics(scores: Scores) -> dict[str, Any]:
+    """Metrics as data; beyond the exact limit the AUC is the streaming estimate, with
+    the largest error it can have."""
+    out = asdict(scores.metrics())
+    if not scores.exact:
+        out["auc_bound"] = scores.streaming.auc_bound
+    return out
 
 
 def build(replay: PeriodReplay, meta: dict[str, Any]) -> dict[str, Any]:
@@ -34,9 +35,9 @@ def build(replay: PeriodReplay, meta: dict[str, Any]) -> dict[str, Any]:
         for t in replay.tracks:
             entry: dict[str, Any] = {}
             if p in t.holdout:
-                entry["holdout"] = asdict(t.holdout[p].metrics())
+                entry["holdout"] = _metrics(t.holdout[p])
             if p in t.progressive:
-                entry["progressive"] = asdict(t.progressive[p].metrics())
+                entry["progressive"] = _metrics(t.progressive[p])
             models[t.config.paper_name] = entry
         row: dict[str, Any] = {
             "period": p,
@@ -47,20 +48,20 @@ def build(replay: PeriodReplay, meta: dict[str, Any]) -> dict[str, Any]:
             "models": models,
         }
         if p in replay.bayes:
-            row["bayes"] = asdict(replay.bayes[p].metrics())
+            row["bayes"] = _metrics(replay.bayes[p])
         periods.append(row)
     overall: dict[str, Any] = {}
     for t in replay.tracks:
         if t.holdout:
             overall[t.config.paper_name] = {
-                "holdout": asdict(Scores.merged(list(t.holdout.values())).metrics()),
+                "holdout": _metrics(Scores.merged(list(t.holdout.values()))),
                 "trained": t.trained,
                 "train_events_per_s": round(t.trained / t.seconds) if t.seconds else None,
             }
     evaluated = [p for p in replay.periods if any(p in t.holdout for t in replay.tracks)]
     if replay.bayes and evaluated:
         bayes = Scores.merged([replay.bayes[p] for p in evaluated if p in replay.bayes])
-        overall["Bayes-optimal"] = {"holdout": asdict(bayes.metrics())}
+        overall["Bayes-optimal"] = {"holdout": _metrics(bayes)}
     return {**meta, "events": replay.events, "periods": periods, "overall": overall}
 
 

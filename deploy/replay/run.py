@@ -6,9 +6,9 @@ import dataclasses
 import itertools
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -18,14 +18,18 @@ from deploy.replay import report
 from deploy.replay.freeze import Freezer
 from deploy.replay.inputs import open_input
 from deploy.replay.protocol import PeriodReplay
+from deploy.replay.via_kafka import labeled_via_kafka
 from deploy.settings import Settings, TrainSettings
 from deploy.sources import admission_for, embedding_source
 from stream.errors import RecordError
+from stream.events import LabeledEvent
 from stream.join.ordered import OrderedJoin
+from stream.logs.records import LogRecord
 from stream.logs.rows import BadRow
 from stream.simulate.truth import read_truth
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 SHOWN_BAD_ROWS = 5
 # `--grid NAME=v1,v2` names -> [train] keys (section 3.3's hyper-parameters).
 GRID_KEYS = {
@@ -51,7 +55,30 @@ class BadRows:
             self.first.append(f"line {row.line}: {row.reason}")
 
 
-def replay(path: Path, settings: Settings, train: TrainSettings, out: Path) -> dict[str, Any]:
+def _counted(items: Iterator[T], progress: tqdm[Any]) -> Iterator[T]:
+    for item in items:
+        progress.update()
+        yield item
+
+
+def _joined(
+    items: Iterator[LogRecord | BadRow], join: OrderedJoin, bad: BadRows
+) -> Iterator[LabeledEvent]:
+    """The in-process path: the joiner core, its output in impression-time order."""
+    for item in items:
+        if isinstance(item, BadRow):
+            bad.add(item)
+            continue
+        try:
+            yield from join.feed(item.topic, item.value)
+        except RecordError as exc:
+            bad.add(BadRow(item.line, f"{exc.reason}: {exc}"))
+    yield from join.finish()
+
+
+def replay(
+    path: Path, settings: Settings, train: TrainSettings, out: Path, via_kafka: bool = False
+) -> dict[str, Any]:
     cfg = settings.replay
     opened = open_input(path, cfg, train.seed)
     shutil.rmtree(out / "store", ignore_errors=True)
@@ -71,20 +98,13 @@ def replay(path: Path, settings: Settings, train: TrainSettings, out: Path) -> d
     join = OrderedJoin(settings.join)
     bad = BadRows()
     with tqdm(desc="replay", unit=" rec", disable=None, mininterval=2.0) as progress:
-        for item in opened.records:
-            progress.update()
-            if isinstance(item, BadRow):
-                bad.add(item)
-                continue
-            try:
-                events = join.feed(item.topic, item.value)
-            except RecordError as exc:
-                bad.add(BadRow(item.line, f"{exc.reason}: {exc}"))
-                continue
-            for event in events:
+        records = _counted(opened.records, progress)
+        if via_kafka:
+            for event in labeled_via_kafka(records, settings, bad.add):
                 protocol.add(event)
-        for event in join.finish():
-            protocol.add(event)
+        else:
+            for event in _joined(records, join, bad):
+                protocol.add(event)
     protocol.finish()
     if bad.count:
         log.warning("replay_bad_rows count=%d first=%s", bad.count, "; ".join(bad.first))
@@ -93,6 +113,7 @@ def replay(path: Path, settings: Settings, train: TrainSettings, out: Path) -> d
         "format": opened.format,
         "models": [m.paper_name for m in train.model_configs()],
         "store": train.store,
+        "joined_via": "the join daemon through an embedded broker" if via_kafka else "joiner core",
         "train": dataclasses.asdict(train),
         "bad_rows": {"count": bad.count, "first": bad.first},
         "join": dataclasses.asdict(join.core.stats),

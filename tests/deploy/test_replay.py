@@ -124,3 +124,41 @@ def test_simulated_traffic_deepfm_beats_lr_on_every_holdout_period(tmp_path: Pat
         # Stated tolerance: within 0.13 AUC of the Bayes-optimal score (truth file) after
         # 40,000 impressions a day (the 8-day demo at 125,000 a day gets within ~0.075).
         assert deep > period["bayes"]["auc"] - 0.13
+
+
+def test_the_same_seed_gives_the_same_report_and_rows_can_be_capped_and_sampled(
+    tmp_path: Path,
+) -> None:
+    args = [
+        str(DATA / "criteo_sample.txt"),
+        "--periods",
+        "2",
+        "--models",
+        "fm",
+        "--store",
+        "memory",
+    ]
+    _, first = _replay(*args, out=tmp_path / "a")
+    _, again = _replay(*args, out=tmp_path / "b")
+    assert first["periods"] == again["periods"]
+    _, capped = _replay(*args, "--max-rows", "120", "--sample", "0.5", out=tmp_path / "c")
+    assert 40 < capped["events"] < 80  # half of the first 120 rows, seeded
+
+
+def test_via_kafka_gives_the_in_process_labels(tmp_path: Path) -> None:
+    args = [
+        str(DATA / "criteo_sample.txt"),
+        "--periods",
+        "2",
+        "--models",
+        "lr",
+        "--store",
+        "memory",
+    ]
+    _, direct = _replay(*args, out=tmp_path / "a")
+    _, via = _replay(*args, "--via-kafka", out=tmp_path / "b")
+    assert via["joined_via"].startswith("the join daemon")
+    assert via["events"] == direct["events"] == 200
+    for a, b in zip(direct["periods"], via["periods"], strict=True):
+        assert a["events"] == b["events"]
+        assert a["models"]["LR"] == b["models"]["LR"]

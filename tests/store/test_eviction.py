@@ -73,3 +73,23 @@ def test_cache_eviction_drops_clean_copies_and_keeps_rows_touched_since(tmp_path
     assert found.tolist() == [False, False, True]  # the touched row was written back
     np.testing.assert_array_equal(rows[2], [2.5, 2.5])
     store.close()
+
+
+def test_a_read_caching_snapshot_serves_rows_without_writing_or_stamping(tmp_path: Path) -> None:
+    live = RowStore(tmp_path / "live", W)
+    live.write(
+        np.array([1, 2]), np.array([[1, 1], [2, 2]], np.float32), {"p": 1}, seen=np.array([5, 5])
+    )
+    live.checkpoint(tmp_path / "snap")
+    live.close()
+    snap = RowStore(tmp_path / "snap", W, read_only=True)
+    cache = CachedEmbeddings(
+        snap, lambda ids: np.full((len(ids), W), 9.0, np.float32), 4, cache_reads=True
+    )
+    for _ in range(2):  # the second time from the slab
+        rows = cache.lookup(torch.tensor([1, 2, 3]), create=False).numpy()
+        np.testing.assert_array_equal(rows, [[1, 1], [2, 2], [9, 9]])
+    assert cache.hits == 3 and cache.misses == 3  # the second lookup is served from the slab
+    records, _ = snap.get_records(np.array([1, 2]))
+    assert records["count"].tolist() == [0, 0] and records["seen"].tolist() == [5, 5]
+    snap.close()
