@@ -12,6 +12,9 @@ class RocksOptions:
     block_cache_mb: int = 256
     write_buffer_mb: int = 64
     compression: str = "lz4"
+    # Most lookups of a growing table are for ids not stored yet: a Bloom filter
+    # answers those without reading a block.
+    bloom_bits_per_key: float = 10.0
 
     def to_options(self) -> Options:
         opts = Options(raw_mode=True)
@@ -19,6 +22,9 @@ class RocksOptions:
         opts.set_write_buffer_size(self.write_buffer_mb << 20)
         table = BlockBasedOptions()
         table.set_block_cache(Cache(self.block_cache_mb << 20))
+        if self.bloom_bits_per_key > 0:
+            table.set_bloom_filter(self.bloom_bits_per_key, False)
+            table.set_cache_index_and_filter_blocks(True)
         opts.set_block_based_table_factory(table)
         kinds = {
             "none": DBCompressionType.none(),

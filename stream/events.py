@@ -136,6 +136,10 @@ def _features(obj: dict[str, Any]) -> dict[str, FeatureValue]:
     value = _require(obj, "features")
     if not isinstance(value, dict):
         raise RecordError("wrong_type", f"'features' must be an object, got {type(value).__name__}")
+    # Parsed JSON holds exact types and never a non-finite float (orjson rejects them),
+    # so the common case is one C-level pass over the value types.
+    if set(map(type, value.values())) <= _PLAIN_TYPES:
+        return value
     for field, fv in value.items():
         if not _valid_feature(fv):
             raise RecordError(
@@ -144,6 +148,9 @@ def _features(obj: dict[str, Any]) -> dict[str, FeatureValue]:
                 "or a list of strings",
             )
     return value
+
+
+_PLAIN_TYPES = {str, int, float}
 
 
 def _valid_feature(value: object) -> bool:
