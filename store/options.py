@@ -14,7 +14,7 @@ class RocksOptions:
     compression: str = "lz4"
     # Most lookups of a growing table are for ids not stored yet: a Bloom filter
     # answers those without reading a block.
-    bloom_bits_per_key: float = 10.0
+    bloom_bits_per_key: int = 10
 
     def to_options(self) -> Options:
         opts = Options(raw_mode=True)
