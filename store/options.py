@@ -24,7 +24,6 @@ class RocksOptions:
         table.set_block_cache(Cache(self.block_cache_mb << 20))
         if self.bloom_bits_per_key > 0:
             table.set_bloom_filter(self.bloom_bits_per_key, False)
-            table.set_cache_index_and_filter_blocks(True)
         opts.set_block_based_table_factory(table)
         kinds = {
             "none": DBCompressionType.none(),
