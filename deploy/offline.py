@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from deploy.eviction import EvictionSchedule, Flushes
 from deploy.settings import EvictionPolicy
 from model.embeddings import EmbeddingSource
 from model.features import EncodedBatch, FeatureEncoder, FieldSpec, infer_schema
@@ -26,7 +27,6 @@ from model.metrics import BinaryMetrics, StreamingMetrics, binary_metrics
 from model.rows import RowLayout
 from model.trainer import IdFilter, OnlineTrainer, TrainerConfig, row_layout
 from model.zoo import ModelConfig
-from store.rows import Eviction
 from stream.errors import RecordError
 from stream.events import LabeledEvent
 from stream.join.ordered import OrderedJoin
@@ -44,20 +44,6 @@ class ObservesTime(Protocol):
     """A source that stamps rows with the event time of the steps that touch them."""
 
     def observe(self, event_ts: int) -> None: ...
-
-
-@runtime_checkable
-class Flushes(Protocol):
-    """A source that holds rows back until told to persist them with a position."""
-
-    def flush(self, position: Mapping[str, Any] | None = None) -> int: ...
-
-
-@runtime_checkable
-class Evicts(Flushes, Protocol):
-    """A source whose stored rows can be dropped by TTL and count."""
-
-    def evict(self, expire_before: int | None, max_rows: int | None) -> Eviction: ...
 
 
 @dataclass
@@ -108,8 +94,7 @@ class OfflineRun:
         self._buffer: list[LabeledEvent] = []
         self._holdout: list[LabeledEvent] = []
         self.malformed = 0
-        self._eviction = eviction
-        self._next_eviction: int | None = None
+        self._schedule = EvictionSchedule(eviction)
 
     def feed(self, records: Iterable[Record]) -> None:
         for r in records:
@@ -159,31 +144,10 @@ class OfflineRun:
         self._maybe_evict(newest)
 
     def _maybe_evict(self, now: int) -> None:
-        """Store eviction on the event-time schedule: flush, then drop by TTL and count."""
-        policy = self._eviction
-        if policy is None:
-            return
-        due = self._next_eviction
-        if due is not None and now < due:
-            return
-        self._next_eviction = (now // policy.every_ms + 1) * policy.every_ms
-        if due is None:
-            return
-        for run in self.runs:
-            source = run.trainer.source if run.trainer is not None else None
-            if not isinstance(source, Evicts):
-                continue
-            source.flush({"trained_events": run.trained})
-            result = source.evict(now - policy.ttl_ms if policy.ttl_ms else None, policy.max_rows)
-            run.evicted_ttl += result.expired
-            run.evicted_max_rows += result.trimmed
-            run.stored_rows = result.remaining
-            log.info(
-                "store_evicted model=%s expired=%d trimmed=%d remaining=%d",
-                run.config.name,
-                result.expired,
-                result.trimmed,
-                result.remaining,
+        if self._schedule.due(now):
+            self._schedule.evict_all(
+                ((r.config.name, r.trainer and r.trainer.source, r.trained, r) for r in self.runs),
+                now,
             )
 
     def finish(self, truth: Callable[[list[str]], np.ndarray]) -> OfflineReport:

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from deploy.eviction import EvictionSchedule
 from deploy.offline import FilterFactory, ObservesTime, SourceFactory
 from deploy.replay.freeze import Freezer
+from deploy.settings import EvictionPolicy
 from model.features import EncodedBatch, FeatureEncoder, FeatureSchema, infer_schema
 from model.metrics import BinaryMetrics, StreamingMetrics, binary_metrics
 from model.trainer import OnlineTrainer, TrainerConfig, row_layout
@@ -83,6 +85,9 @@ class Track:
     progressive: dict[int, Scores] = field(default_factory=dict)
     trained: int = 0
     seconds: float = 0.0
+    evicted_ttl: int = 0
+    evicted_max_rows: int = 0
+    stored_rows: int | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,7 @@ class PeriodReplay:
         filter_for: FilterFactory | None = None,
         truth: Truth | None = None,
         schema: FeatureSchema | None = None,
+        eviction: EvictionPolicy | None = None,
     ) -> None:
         self.tracks = [Track(m) for m in models]
         self._trainer_config = trainer
@@ -117,6 +123,7 @@ class PeriodReplay:
         self._source_for = source_for
         self._filter_for = filter_for
         self._truth = truth
+        self._eviction = EvictionSchedule(eviction)
         self._encoder = FeatureEncoder(schema) if schema is not None else None
         self._buffer: list[LabeledEvent] = []
         self._period: int | None = None
@@ -175,6 +182,11 @@ class PeriodReplay:
             self._step(track, period, batch, labels, newest)
         self.events += len(events)
         self._newest_learned = max(newest, self._newest_learned or newest)
+        if self._eviction.due(newest):
+            self._eviction.evict_all(
+                ((t.config.name, t.live and t.live.source, t.trained, t) for t in self.tracks),
+                newest,
+            )
 
     def _step(
         self, track: Track, period: int, batch: EncodedBatch, labels: np.ndarray, newest: int

@@ -57,6 +57,8 @@ def build(replay: PeriodReplay, meta: dict[str, Any]) -> dict[str, Any]:
                 "holdout": _metrics(Scores.merged(list(t.holdout.values()))),
                 "trained": t.trained,
                 "train_events_per_s": round(t.trained / t.seconds) if t.seconds else None,
+                "store_evicted": {"ttl": t.evicted_ttl, "max_rows": t.evicted_max_rows},
+                "store_rows_after_eviction": t.stored_rows,
             }
     evaluated = [p for p in replay.periods if any(p in t.holdout for t in replay.tracks)]
     if replay.bayes and evaluated:

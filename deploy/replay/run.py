@@ -94,6 +94,7 @@ def replay(
         filter_for=lambda fields: admission_for(train, fields),
         truth=_truth(opened.truth),
         schema=opened.schema,
+        eviction=train.eviction(),
     )
     join = OrderedJoin(settings.join)
     bad = BadRows()

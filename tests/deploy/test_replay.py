@@ -162,3 +162,23 @@ def test_via_kafka_gives_the_in_process_labels(tmp_path: Path) -> None:
     for a, b in zip(direct["periods"], via["periods"], strict=True):
         assert a["events"] == b["events"]
         assert a["models"]["LR"] == b["models"]["LR"]
+
+
+def test_store_eviction_runs_on_the_replay_event_time_schedule(tmp_path: Path) -> None:
+    _, doc = _replay(
+        str(DATA / "criteo_sample.txt"),
+        "--periods",
+        "2",
+        "--models",
+        "lr",
+        "--batch-size",
+        "20",
+        "--store-max-rows",
+        "150",
+        "--evict-every-hours",
+        "0.01",
+        out=tmp_path,
+    )
+    lr = doc["overall"]["LR"]
+    assert lr["store_rows_after_eviction"] == 150
+    assert lr["store_evicted"]["max_rows"] > 0 and lr["store_evicted"]["ttl"] == 0
