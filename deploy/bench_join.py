@@ -20,7 +20,7 @@ from deploy.join_metrics import JoinMetrics
 from deploy.settings import JoinerSettings, Settings, TopicSettings
 from stream.errors import RecordError
 from stream.events import decode_click, decode_impression
-from stream.joiner import JoinConfig, JoinerCore
+from stream.joiner import JoinConfig, JoinerCore, join_raw
 from stream.kafka.admin import ensure_topics
 from stream.kafka.options import ClientOptions
 from stream.kafka.producer import KafkaRecordSink
@@ -76,10 +76,7 @@ def bench_core(records: list[Record], join: JoinConfig, repeat: int) -> dict[str
         start = time.perf_counter()
         for r in records:
             try:
-                if r.topic == IMPRESSIONS:
-                    core.impression(decode_impression(r.value))
-                else:
-                    core.click(decode_click(r.value))
+                join_raw(core, r.topic, r.value)
             except RecordError:
                 continue
         full_times.append(time.perf_counter() - start)
@@ -94,16 +91,7 @@ def _end_to_end(
 ) -> dict[str, Any]:
     options = broker.client_options
     tag = f"bench{run}"
-    topics = TopicSettings(
-        impressions=f"impressions-{tag}",
-        clicks=f"clicks-{tag}",
-        labeled=f"labeled-{tag}",
-        corrections=f"corrections-{tag}",
-        dead_letter=f"dead-letter-{tag}",
-        snapshots=f"snapshots-{tag}",
-        join_changelog=f"changelog-{tag}",
-        partitions=partitions,
-    )
+    topics = TopicSettings.tagged(tag, partitions)
     ensure_topics(options, topics.all())
     sink = KafkaRecordSink(options, {IMPRESSIONS: topics.impressions, CLICKS: topics.clicks})
     for r in records:

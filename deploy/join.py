@@ -154,9 +154,7 @@ class JoinDaemon:
             if records:
                 for topic in {r.topic for r in records}:
                     self._last_record[(p, topic)] = now
-                known = [t for t in task.core.event_times if t is not None]
-                if known:
-                    self._last_activity[p] = (now, max(known))
+                self._mark_activity(p, task, now)
             outs += self._idle(p, task, now)
             if records or outs:
                 batch.append((task, outs))
@@ -165,6 +163,10 @@ class JoinDaemon:
         self._metrics.observe(self.tasks)
         self._observe_lag(now)
         return sum(len(v) for v in by_partition.values())
+
+    def _mark_activity(self, p: int, task: JoinTask, now: float) -> None:
+        if task.core.newest is not None:
+            self._last_activity[p] = (now, task.core.newest)
 
     def _idle(self, p: int, task: JoinTask, now: float) -> list[Any]:
         """An input silent for the idle timeout stops holding the watermark back; when
@@ -177,9 +179,8 @@ class JoinDaemon:
         if all(quiet):
             wall, event_ts = activity
             return task.advance_to(event_ts + int((now - wall) * 1000))
-        times = task.core.event_times
-        if any(quiet) and (None in times or times[0] != times[1]):
-            return task.advance_to(max(t for t in times if t is not None))
+        if any(quiet):  # the silent input catches up with the newest event time seen
+            return task.advance_to(activity[1])
         return []
 
     def _commit(self, batch: list[tuple[JoinTask, list[Any]]]) -> None:
@@ -232,9 +233,7 @@ class JoinDaemon:
             self._metrics.recoveries.inc()
             for topic in (IMPRESSIONS, CLICKS):
                 self._last_record[(p, topic)] = now
-            known = [t for t in task.core.event_times if t is not None]
-            if known:
-                self._last_activity[p] = (now, max(known))
+            self._mark_activity(p, task, now)
             self._seek(task)
             self._consumer.resume(*self._input_partitions(p))
 

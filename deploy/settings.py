@@ -7,7 +7,7 @@ line, in increasing precedence (see `deploy.config`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from deploy.errors import ConfigError
 from model.trainer import TrainerConfig
 from model.zoo import PAPER_NAMES, ModelConfig, canonical_name
 from stream.joiner import JoinConfig
+from stream.kafka.options import ClientOptions
 from stream.simulate import SimulationConfig
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -47,6 +48,9 @@ class KafkaSettings:
                 f"'production', got {self.profile!r}"
             )
 
+    def client_options(self) -> ClientOptions:
+        return ClientOptions(self.bootstrap_servers, self.profile, self.options)
+
 
 @dataclass(frozen=True)
 class TopicSettings:
@@ -58,6 +62,12 @@ class TopicSettings:
     snapshots: str = "fmstream.snapshots"
     join_changelog: str = "fmstream.joiner-changelog"
     partitions: int = 4
+
+    @classmethod
+    def tagged(cls, tag: str, partitions: int) -> TopicSettings:
+        """Every topic name suffixed with `-tag`: a private set on a shared broker."""
+        names = {f.name: f"{f.default}-{tag}" for f in fields(cls) if f.name != "partitions"}
+        return cls(**names, partitions=partitions)
 
     def __post_init__(self) -> None:
         if self.partitions < 1:

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from stream.events import Click, Impression, LabeledEvent
+from stream.events import Click, Impression, LabeledEvent, decode_click, decode_impression
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,12 @@ class JoinerCore:
         return min(self._max_imp, self._max_click) - self.config.allowed_lateness_ms
 
     @property
+    def newest(self) -> int | None:
+        """The largest event time seen on either input."""
+        known = [t for t in (self._max_imp, self._max_click) if t is not None]
+        return max(known) if known else None
+
+    @property
     def event_times(self) -> tuple[int | None, int | None]:
         """The largest event time seen on each input: (impressions, clicks)."""
         return self._max_imp, self._max_click
@@ -145,8 +151,7 @@ class JoinerCore:
 
     def impression(self, imp: Impression) -> list[Output]:
         self.stats.impressions += 1
-        if self._max_imp is None or imp.ts > self._max_imp:
-            self._max_imp = imp.ts
+        self._max_imp = _later(self._max_imp, imp.ts)
         if imp.id in self._pending or imp.id in self._done:
             self.stats.duplicate_impressions += 1
             return self._advance()
@@ -169,8 +174,7 @@ class JoinerCore:
 
     def click(self, click: Click) -> list[Output]:
         self.stats.clicks += 1
-        if self._max_click is None or click.ts > self._max_click:
-            self._max_click = click.ts
+        self._max_click = _later(self._max_click, click.ts)
         out: list[Output] = []
         imp = self._pending.get(click.id)
         if imp is not None:
@@ -200,10 +204,8 @@ class JoinerCore:
     def advance_to(self, event_ts: int) -> list[Output]:
         """Moves both inputs' event time on to at least `event_ts` without a record (an
         idle input's wall-clock timeout)."""
-        self._max_imp = max(self._max_imp if self._max_imp is not None else event_ts, event_ts)
-        self._max_click = max(
-            self._max_click if self._max_click is not None else event_ts, event_ts
-        )
+        self._max_imp = _later(self._max_imp, event_ts)
+        self._max_click = _later(self._max_click, event_ts)
         return self._advance()
 
     def flush(self) -> list[Output]:
@@ -279,3 +281,15 @@ class JoinerCore:
                 self.stats.evicted += 1
                 return [self._close(imp)]
         return []
+
+
+def _later(current: int | None, ts: int) -> int:
+    return ts if current is None or ts > current else current
+
+
+def join_raw(core: JoinerCore, topic: str, value: bytes) -> list[Output]:
+    """One encoded record ("impressions", else a click) through `core`; RecordError when
+    it does not decode."""
+    if topic == "impressions":
+        return core.impression(decode_impression(value))
+    return core.click(decode_click(value))

@@ -23,17 +23,7 @@ def make_topics(broker: EmbeddedBroker) -> Callable[[int], TopicSettings]:
     """A factory of freshly created, uniquely named topics (the broker is shared)."""
 
     def make(partitions: int = 3) -> TopicSettings:
-        tag = uuid.uuid4().hex[:8]
-        topics = TopicSettings(
-            impressions=f"impressions-{tag}",
-            clicks=f"clicks-{tag}",
-            labeled=f"labeled-{tag}",
-            corrections=f"labeled.corrections-{tag}",
-            dead_letter=f"fmstream.dead-letter-{tag}",
-            snapshots=f"fmstream.snapshots-{tag}",
-            join_changelog=f"fmstream.joiner-changelog-{tag}",
-            partitions=partitions,
-        )
+        topics = TopicSettings.tagged(uuid.uuid4().hex[:8], partitions)
         ensure_topics(broker.client_options, topics.all())
         return topics
 

@@ -14,8 +14,7 @@ from prometheus_client import CollectorRegistry
 from deploy.join import JoinDaemon
 from deploy.join_metrics import JoinMetrics
 from deploy.settings import JoinerSettings, TopicSettings
-from stream.events import decode_click, decode_impression
-from stream.joiner import JoinConfig, JoinerCore, Output
+from stream.joiner import JoinConfig
 from stream.kafka.options import ClientOptions
 
 T0 = 1_780_000_000_000
@@ -88,13 +87,6 @@ def run_until(d: JoinDaemon, done: Callable[[], bool], timeout_s: float = 30.0) 
         if time.monotonic() > deadline:
             raise AssertionError("the daemon did not get there in time")
         d.step()
-
-
-def join_one(core: JoinerCore, topic: str, value: bytes) -> list[Output]:
-    """A simulated record through the core (RecordError when it is malformed)."""
-    if topic == "impressions":
-        return core.impression(decode_impression(value))
-    return core.click(decode_click(value))
 
 
 def impressions_with_clicks(send: Inputs, n: int, click_every: int) -> None:

@@ -14,7 +14,6 @@ from deploy.join import JoinDaemon
 from deploy.join_metrics import JoinMetrics
 from deploy.settings import Settings
 from deploy.signals import stop_on_signals
-from stream.kafka.options import ClientOptions
 
 NAME = "join"
 HELP = "join impressions and clicks from Kafka into labeled events (a daemon)"
@@ -63,9 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     cfg = settings.joiner
-    options = ClientOptions(
-        settings.kafka.bootstrap_servers, settings.kafka.profile, settings.kafka.options
-    )
+    options = settings.kafka.client_options()
     registry = CollectorRegistry()
     if cfg.metrics_port:
         try:

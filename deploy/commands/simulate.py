@@ -14,7 +14,6 @@ from deploy.signals import stop_on_signals
 from deploy.simulate import DaySummary, Pacer, RecordSink, format_days, run_simulation
 from stream.files import JsonlRecordSink
 from stream.kafka.admin import ensure_topics
-from stream.kafka.options import ClientOptions
 from stream.kafka.producer import KafkaRecordSink
 from stream.simulate.traffic import CLICKS, IMPRESSIONS
 from stream.simulate.truth import TruthWriter
@@ -43,9 +42,7 @@ def simulate(settings: Settings) -> list[DaySummary]:
         sink = JsonlRecordSink(output.out)
         truth_path = output.truth or output.out / "truth.csv"
     else:
-        options = ClientOptions(
-            settings.kafka.bootstrap_servers, settings.kafka.profile, settings.kafka.options
-        )
+        options = settings.kafka.client_options()
         topics = settings.topics
         ensure_topics(
             options, {topics.impressions: topics.partitions, topics.clicks: topics.partitions}

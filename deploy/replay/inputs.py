@@ -22,32 +22,23 @@ START_MS = 1_767_225_600_000  # 2026-01-01 UTC: the clock of logs that carry no 
 ROW_STEP_MS = 1_000
 
 
-@dataclass(frozen=True)
-class Periods:
-    """Period p covers [origin + p * length, origin + (p + 1) * length); a timed log's
-    origin is its first event time rounded down to a multiple of the length (UTC days
-    for 1d)."""
-
-    length_ms: int
-    origin_ms: int | None = None
-
-    def of(self, ts: int, origin: int) -> int:
-        return (ts - origin) // self.length_ms
-
-
 class PeriodClock:
-    def __init__(self, periods: Periods) -> None:
-        self._periods = periods
-        self._origin = periods.origin_ms
+    """Period p covers [origin + p * length, origin + (p + 1) * length). Without a given
+    origin it is the first event time seen, rounded down to a multiple of the length
+    (UTC days for 1d)."""
+
+    def __init__(self, length_ms: int, origin_ms: int | None = None) -> None:
+        self._length = length_ms
+        self._origin = origin_ms
 
     def period_of(self, ts: int) -> int:
         if self._origin is None:
-            self._origin = ts // self._periods.length_ms * self._periods.length_ms
-        return self._periods.of(ts, self._origin)
+            self._origin = ts // self._length * self._length
+        return (ts - self._origin) // self._length
 
     def start_of(self, period: int) -> int:
         assert self._origin is not None
-        return self._origin + period * self._periods.length_ms
+        return self._origin + period * self._length
 
 
 @dataclass
@@ -89,7 +80,7 @@ def open_input(path: Path, cfg: ReplaySettings, seed: int) -> OpenedInput:
         rows_in_file = _count_lines(path) - (0 if fmt == "criteo" and not _has_header(path) else 1)
         total = min(rows_in_file, cfg.max_rows) if cfg.max_rows else rows_in_file
         per_period = max(1, math.ceil(total / (cfg.periods or 1)))
-        clock = PeriodClock(Periods(per_period * ROW_STEP_MS, START_MS))
+        clock = PeriodClock(per_period * ROW_STEP_MS, START_MS)
     records = rows_to_records(rows, START_MS, ROW_STEP_MS, cfg.click_delay_ms)
     return OpenedInput(records, schema, clock, fmt, cfg.truth)
 
@@ -99,7 +90,7 @@ def _timed(cfg: ReplaySettings) -> PeriodClock:
         raise ConfigError(
             "--periods cuts logs without time by row order; this log has time: use --period"
         )
-    return PeriodClock(Periods(cfg.period_ms()))
+    return PeriodClock(cfg.period_ms())
 
 
 def _rows(

@@ -69,8 +69,6 @@ class Scores:
                 out._probs += g._probs
             else:
                 out._labels, out._probs = None, []
-        if out.streaming.count > Scores.EXACT_LIMIT * 4:
-            out._labels, out._probs = None, []
         return out
 
 
@@ -90,7 +88,7 @@ class Track:
     stored_rows: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class PeriodInfo:
     period: int
     start_ms: int
@@ -131,9 +129,15 @@ class PeriodReplay:
         self.periods: dict[int, PeriodInfo] = {}
         self.bayes: dict[int, Scores] = {}
         self.events = 0
+        self.out_of_order = 0
 
     def add(self, event: LabeledEvent) -> None:
         period = self._period_of(event.ts)
+        if self._period is not None and period < self._period:
+            # Logged later than its period ended: the current snapshot has not seen it
+            # either, so it is scored and learned with the current period.
+            self.out_of_order += 1
+            period = self._period
         if period != self._period:
             self._flush()
             self._roll(period)
@@ -146,8 +150,6 @@ class PeriodReplay:
         self._freezer.close()
 
     def _roll(self, period: int) -> None:
-        if self._period is not None and period < self._period:
-            raise ValueError(f"events went back from period {self._period} to {period}")
         self._period = period
         for track in self.tracks:
             if track.live is not None:
@@ -171,10 +173,7 @@ class PeriodReplay:
         assert self._period is not None
         batch, labels = self._encode(events)
         period = self._period
-        info = self.periods[period]
-        self.periods[period] = PeriodInfo(
-            period, info.start_ms, info.events + len(events), info.snapshot_newest_ms
-        )
+        self.periods[period].events += len(events)
         if self._truth is not None:
             self.bayes.setdefault(period, Scores()).add(labels, self._truth([e.id for e in events]))
         newest = max(e.ts for e in events)

@@ -64,7 +64,13 @@ def build(replay: PeriodReplay, meta: dict[str, Any]) -> dict[str, Any]:
     if replay.bayes and evaluated:
         bayes = Scores.merged([replay.bayes[p] for p in evaluated if p in replay.bayes])
         overall["Bayes-optimal"] = {"holdout": _metrics(bayes)}
-    return {**meta, "events": replay.events, "periods": periods, "overall": overall}
+    return {
+        **meta,
+        "events": replay.events,
+        "events_after_their_period": replay.out_of_order,
+        "periods": periods,
+        "overall": overall,
+    }
 
 
 _HEAD = f"{'model':<14} {'auc':>7} {'logloss':>8} {'NE':>6} {'calib':>6} {'count':>8}"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import heapq
 
-from stream.events import LabeledEvent, decode_click, decode_impression
-from stream.joiner import JoinConfig, JoinerCore, Output
+from stream.events import LabeledEvent
+from stream.joiner import JoinConfig, JoinerCore, Output, join_raw
 
 
 class OrderedJoin:
@@ -25,11 +25,7 @@ class OrderedJoin:
     def feed(self, topic: str, value: bytes) -> list[LabeledEvent]:
         """Joins one record ("impressions" or "clicks"; RecordError when malformed) and
         returns the events now released, oldest impression first."""
-        if topic == "impressions":
-            out = self.core.impression(decode_impression(value))
-        else:
-            out = self.core.click(decode_click(value))
-        self._push(out)
+        self._push(join_raw(self.core, topic, value))
         return self._release(self.core.watermark)
 
     def finish(self) -> list[LabeledEvent]:

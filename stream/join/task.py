@@ -31,8 +31,8 @@ from stream.join.records import (
     Progress,
 )
 from stream.joiner import JoinConfig, JoinerCore, LateClick, Output
+from stream.simulate.config import DAY_MS
 
-DAY_MS = 86_400_000
 EARLIEST_TS = 946_684_800_000  # 2000-01-01: anything older is a unit or clock mistake
 LATEST_TS = 4_102_444_800_000  # 2100-01-01
 
@@ -100,8 +100,8 @@ class JoinTask:
     def _check_time(self, ts: int, broker_ts: int) -> None:
         if not EARLIEST_TS <= ts < LATEST_TS:
             raise RecordError("ts_out_of_range", f"event time {ts} ms is not between 2000 and 2100")
-        known = [t for t in self.core.event_times if t is not None]
-        reference = max(known) if known else broker_ts
+        newest = self.core.newest
+        reference = newest if newest is not None else broker_ts
         if abs(ts - reference) > self.config.max_skew_ms:
             raise RecordError(
                 "ts_out_of_range",

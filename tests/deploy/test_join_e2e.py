@@ -18,10 +18,10 @@ from deploy.broker import EmbeddedBroker, free_port
 from deploy.settings import TopicSettings
 from stream.errors import RecordError
 from stream.events import LabeledEvent
-from stream.joiner import JoinConfig, JoinerCore
+from stream.joiner import JoinConfig, JoinerCore, join_raw
 from stream.kafka.admin import ensure_topics
 from stream.simulate import SimulationConfig, Simulator
-from tests.joinkit import Inputs, join_one, labels_of, read_all
+from tests.joinkit import Inputs, labels_of, read_all
 
 FMSTREAM = str(Path(sys.executable).with_name("fmstream"))
 SIM = SimulationConfig(
@@ -87,7 +87,7 @@ def _offline_labels() -> dict[str, int]:
     for day in Simulator(SIM).run():
         for r in day.records:
             try:
-                out = join_one(core, r.topic, r.value)
+                out = join_raw(core, r.topic, r.value)
             except RecordError:
                 continue
             labels.update((o.id, o.label) for o in out if isinstance(o, LabeledEvent))

@@ -13,6 +13,7 @@ import pytest
 FMSTREAM = str(Path(sys.executable).parent / "fmstream")
 DATA = Path(__file__).resolve().parents[1] / "data"
 SMALL = ["--neurons", "32", "--log-level", "WARNING"]
+HOURLY_CSV = ["--label", "y", "--time", "t", "--period", "1h"]  # columns t (epoch s), y
 
 
 def _replay(*args: str, out: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
@@ -74,12 +75,7 @@ def test_a_csv_with_garbage_lines_reports_them_by_line(tmp_path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
     result, doc = _replay(
         str(path),
-        "--label",
-        "y",
-        "--time",
-        "t",
-        "--period",
-        "1h",
+        *HOURLY_CSV,
         "--models",
         "lr,fm",
         "--store",
@@ -182,3 +178,21 @@ def test_store_eviction_runs_on_the_replay_event_time_schedule(tmp_path: Path) -
     lr = doc["overall"]["LR"]
     assert lr["store_rows_after_eviction"] == 150
     assert lr["store_evicted"]["max_rows"] > 0 and lr["store_evicted"]["ttl"] == 0
+
+
+def test_a_row_logged_after_its_period_ended_joins_the_current_period(tmp_path: Path) -> None:
+    path = tmp_path / "late.csv"
+    rows = [f"{1_780_000_000 + i * 60},{int(i % 5 == 0)},u{i % 7}" for i in range(200)]
+    rows.append(f"{1_780_000_000},0,u1")  # hours late: its own period is long over
+    path.write_text("t,y,user\n" + "\n".join(rows) + "\n")
+    _, doc = _replay(
+        str(path),
+        *HOURLY_CSV,
+        "--models",
+        "lr",
+        "--store",
+        "memory",
+        out=tmp_path / "r",
+    )
+    assert doc["events"] == 201 and doc["events_after_their_period"] == 1
+    _holdout_never_saw_its_period(doc)

@@ -4,9 +4,8 @@ import pytest
 
 from stream.errors import RecordError
 from stream.events import Click, Impression, LabeledEvent
-from stream.joiner import JoinConfig, JoinerCore, LateClick, Output
+from stream.joiner import JoinConfig, JoinerCore, LateClick, Output, join_raw
 from stream.simulate import SimulationConfig, Simulator
-from tests.joinkit import join_one
 
 W = 1_000
 CONFIG = JoinConfig(window_ms=W, allowed_lateness_ms=100, orphan_grace_ms=500, retention_ms=5_000)
@@ -198,7 +197,7 @@ def test_offline_join_of_simulated_traffic_equals_the_truth() -> None:
         truth.update(zip(day.truth.ids, day.truth.label.astype(int).tolist(), strict=True))
         for r in day.records:
             try:
-                out = join_one(core, r.topic, r.value)
+                out = join_raw(core, r.topic, r.value)
             except RecordError:
                 malformed += 1
                 continue
