@@ -15,6 +15,7 @@ import torch
 from deploy.bench_train import CRITEO_SCHEMA, criteo_like_events
 from model.features import FeatureEncoder
 from model.rows import initial_rows
+from model.slotmap import SlotMap
 from model.trainer import OnlineTrainer, TrainerConfig, row_layout
 from model.zoo import ModelConfig
 from store.cache import CachedEmbeddings
@@ -50,7 +51,7 @@ def bench_store(rows: int, cache_rows: int, batch_ids: int) -> dict[str, Any]:
         for i in range(0, rows, _CHUNK):
             store.write(ids[i : i + _CHUNK], init(ids[i : i + _CHUNK]))
         out["populate_rows_per_s"] = _rate(rows, start)
-        cache = CachedEmbeddings(store, init, capacity=cache_rows)
+        cache = CachedEmbeddings(store, init, capacity=cache_rows, slot_index=SlotMap)
         batch = torch.from_numpy(rng.choice(ids, batch_ids, replace=False))
         start = time.perf_counter()
         got = cache.lookup(batch)
@@ -111,6 +112,7 @@ def bench_training(cache_rows: int, batches: int = 60, size: int = 1024) -> dict
             RowStore(Path(tmp) / "db", layout.width),
             partial(initial_rows, layout=layout, seed=0),
             capacity=cache_rows,
+            slot_index=SlotMap,
         )
         for name, source in (("memory", None), ("rocksdb", cached)):
             trainer = OnlineTrainer(config, len(CRITEO_SCHEMA.fields), tconf, source=source)

@@ -15,6 +15,7 @@ from model.embeddings import EmbeddingSource
 from model.features import FieldSpec
 from model.hashing import DEFAULT, feature_id
 from model.rows import RowLayout, initial_rows
+from model.slotmap import SlotMap
 from model.trainer import resolve_device
 from store.admission import Admission, CountMinSketch
 from store.cache import CachedEmbeddings
@@ -47,4 +48,6 @@ def embedding_source(
     store = RowStore(root / model, layout.width)
     initializer = partial(initial_rows, layout=layout, seed=train.seed)
     device = str(resolve_device(train.device))
-    return CachedEmbeddings(store, initializer, capacity=train.cache_rows, device=device)
+    return CachedEmbeddings(
+        store, initializer, capacity=train.cache_rows, device=device, slot_index=SlotMap
+    )

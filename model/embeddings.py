@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from model.rows import RowLayout, initial_rows
+from model.slotmap import SlotMap
 
 
 class EmbeddingSource(Protocol):
@@ -35,7 +36,7 @@ class EmbeddingSource(Protocol):
 
 
 class InMemoryEmbeddings:
-    """A growable slab of rows on one device with a dict from id to slot.
+    """A growable slab of rows on one device, with a vectorized id -> slot map.
 
     Memory grows with the number of ids; for tests, small runs and benchmarks.
     """
@@ -51,7 +52,7 @@ class InMemoryEmbeddings:
         self._seed = seed
         self._device = torch.device(device)
         self._slab = torch.zeros((capacity, layout.width), dtype=torch.float32, device=self._device)
-        self._slots: dict[int, int] = {}
+        self._slots = SlotMap(capacity)
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
@@ -65,55 +66,53 @@ class InMemoryEmbeddings:
     def __len__(self) -> int:
         return len(self._slots)
 
-    def lookup(self, ids: torch.Tensor, create: bool = True) -> torch.Tensor:
-        if not create:
-            return self._peek(ids)
-        slots = self._slots_for(ids)
-        self._last = (ids, slots)
-        return self._slab.index_select(0, slots)
+    def __contains__(self, key: object) -> bool:
+        """Whether id `key` has a stored row."""
+        return isinstance(key, int) and bool(self._slots.get(np.array([key]))[0] >= 0)
 
-    def _peek(self, ids: torch.Tensor) -> torch.Tensor:
-        keys = ids.tolist()
-        slots = list(map(self._slots.get, keys))
-        unknown = [i for i, s in enumerate(slots) if s is None]
-        known = torch.tensor([s or 0 for s in slots], dtype=torch.int64, device=self._device)
-        rows = self._slab.index_select(0, known)
-        if unknown:
-            fresh = initial_rows(
-                np.array([keys[i] for i in unknown], dtype=np.int64), self._layout, self._seed
+    def lookup(self, ids: torch.Tensor, create: bool = True) -> torch.Tensor:
+        keys = ids.cpu().numpy()
+        slots = self._slots.get(keys)
+        unknown = np.flatnonzero(slots < 0)
+        if create:
+            if len(unknown):
+                slots[unknown] = self._admit(keys[unknown])
+            where = torch.from_numpy(slots).to(self._device)
+            self._last = (ids, where)
+            return self._slab.index_select(0, where)
+        rows = self._slab.index_select(0, torch.from_numpy(np.maximum(slots, 0)).to(self._device))
+        if len(unknown):
+            fresh = initial_rows(keys[unknown], self._layout, self._seed)
+            rows[torch.from_numpy(unknown).to(self._device)] = torch.from_numpy(fresh).to(
+                self._device
             )
-            rows[unknown] = torch.from_numpy(fresh).to(self._device)
         return rows
 
     def update(self, ids: torch.Tensor, rows: torch.Tensor) -> None:
         if self._last is not None and self._last[0] is ids:
             slots = self._last[1]
         else:
-            slots = self._slots_for(ids)
+            found = self._slots.get(ids.cpu().numpy())
+            if (found < 0).any():
+                raise KeyError("update of ids that were never looked up with create=True")
+            slots = torch.from_numpy(found).to(self._device)
         self._slab.index_copy_(0, slots, rows.to(self._slab.device, torch.float32))
 
-    def _slots_for(self, ids: torch.Tensor) -> torch.Tensor:
-        keys = ids.tolist()
-        slots: list[int | None] = list(map(self._slots.get, keys))
-        if None in slots:
-            self._admit(keys, slots)
-        return torch.tensor(slots, dtype=torch.int64, device=self._device)
-
-    def _admit(self, keys: list[int], slots: list[int | None]) -> None:
-        new = [i for i, s in enumerate(slots) if s is None]
+    def _admit(self, keys: np.ndarray) -> np.ndarray:
+        """Stores the initial rows of new distinct `keys`; returns their slots."""
         first = len(self._slots)
-        needed = first + len(new)
+        needed = first + len(keys)
         if needed > self._slab.shape[0]:
-            grown = torch.zeros(
-                (max(needed, 2 * self._slab.shape[0]), self._layout.width),
-                dtype=torch.float32,
-                device=self._device,
+            capacity = max(needed, 2 * self._slab.shape[0])
+            # Rows past `needed` are written when their ids arrive: no need to zero them.
+            grown = torch.empty(
+                (capacity, self._layout.width), dtype=torch.float32, device=self._device
             )
             grown[: self._slab.shape[0]] = self._slab
             self._slab = grown
-        new_ids = np.array([keys[i] for i in new], dtype=np.int64)
-        init = torch.from_numpy(initial_rows(new_ids, self._layout, self._seed))
+            self._slots.grow(capacity)
+        init = torch.from_numpy(initial_rows(keys, self._layout, self._seed))
         self._slab[first:needed] = init.to(self._device)
-        for offset, i in enumerate(new):
-            slots[i] = first + offset
-            self._slots[keys[i]] = first + offset
+        slots = np.arange(first, needed, dtype=np.int64)
+        self._slots.put(keys, slots)
+        return slots

@@ -79,7 +79,8 @@ def infer_schema(
 class EncodedBatch:
     """B examples over F fields as N flat entries; shapes: ids, x, slot are [N].
 
-    The first `single_fields * B` entries are the single-valued fields, field-major.
+    The first `single_fields * B` entries are the single-valued fields, example-major
+    (entry b * single_fields + f), so that gathering their rows yields [B, F, k] directly.
     """
 
     ids: np.ndarray
@@ -88,6 +89,13 @@ class EncodedBatch:
     batch_size: int
     num_fields: int
     single_fields: int
+
+
+def _example_major(columns: list[np.ndarray], batch_size: int, dtype: type) -> np.ndarray:
+    """Per-field columns [B] -> one array [B * F] ordered example by example."""
+    if not columns:
+        return np.empty(0, dtype=dtype)
+    return np.stack(columns, axis=1).reshape(batch_size * len(columns))
 
 
 def bucket_codes(values: np.ndarray) -> np.ndarray:
@@ -125,14 +133,13 @@ class FeatureEncoder:
         ids_cols: list[np.ndarray] = []
         x_cols: list[np.ndarray] = []
         slot_cols: list[np.ndarray] = []
+        multi: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         rows = np.arange(b, dtype=np.int64) * n_fields
         ones = np.ones(b, dtype=np.float32)
         for f, (spec, column) in enumerate(zip(self.fields, self._columns(batch), strict=True)):
             if spec.kind == "multi":
                 ids, x, row = self._multi(f, spec.name, column)
-                ids_cols.append(ids)
-                x_cols.append(x)
-                slot_cols.append(row * n_fields + f)
+                multi.append((ids, x, row * n_fields + f))
                 continue
             if spec.kind == "continuous":
                 values = self._numbers(spec.name, column)
@@ -145,10 +152,14 @@ class FeatureEncoder:
             ids_cols.append(ids)
             x_cols.append(x)
             slot_cols.append(rows + f)
+        head = [
+            _example_major(cols, b, dtype)
+            for cols, dtype in ((ids_cols, np.int64), (x_cols, np.float32), (slot_cols, np.int64))
+        ]
         return EncodedBatch(
-            ids=np.concatenate(ids_cols),
-            x=np.concatenate(x_cols),
-            slot=np.concatenate(slot_cols),
+            ids=np.concatenate([head[0], *(m[0] for m in multi)]),
+            x=np.concatenate([head[1], *(m[1] for m in multi)]),
+            slot=np.concatenate([head[2], *(m[2] for m in multi)]),
             batch_size=b,
             num_fields=n_fields,
             single_fields=self._single,

@@ -4,7 +4,7 @@ U unique rows, k latent size, P parameters per row."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -18,7 +18,12 @@ Activation = Literal["relu", "tanh"]
 class SparseBatch:
     """Entries of a batch mapped to unique rows: `index` [N] into U, `x` [N] values,
     `slot` [N] = example * F + field, `example` [N] = slot // F. The first
-    `single_fields` * B entries hold one value per (example, field), field-major."""
+    `single_fields` * B entries hold one value per (example, field), example-major.
+
+    `transpose` (optional) is the sparse CSR matrix [U, N] holding x at (index[n], n):
+    the gradient of the gathered entries times it is the gradient of the rows, a
+    parallel sparse matmul where the default backward scatters entry by entry.
+    """
 
     index: torch.Tensor
     x: torch.Tensor
@@ -27,15 +32,35 @@ class SparseBatch:
     batch_size: int
     num_fields: int
     single_fields: int = 0
+    transpose: torch.Tensor | None = None
+
+
+class _Gather(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, values: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
+        ctx.transpose = batch.transpose
+        return values.index_select(0, batch.index) * batch.x[:, None]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:
+        return torch.sparse.mm(ctx.transpose, grad), None
+
+
+def gathered(values: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
+    """x times the row of every entry: [U, D] -> [N, D]."""
+    if batch.transpose is not None and values.requires_grad and torch.is_grad_enabled():
+        out: torch.Tensor = _Gather.apply(values, batch)  # type: ignore[no-untyped-call]
+        return out
+    return values.index_select(0, batch.index) * batch.x[:, None]
 
 
 def pooled(values: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
     """Σ x·values per (example, field): [U, D] row values -> [B, F, D] field embeddings."""
     b, f, d = batch.batch_size, batch.num_fields, values.shape[1]
-    per_entry = values.index_select(0, batch.index) * batch.x[:, None]
+    per_entry = gathered(values, batch)
     head = b * batch.single_fields
-    # Single-valued fields need no scatter: their entries already are [F_single, B, D].
-    single = per_entry[:head].view(batch.single_fields, b, d).transpose(0, 1)
+    # Single-valued fields need no scatter: their entries already are [B, F_single, D].
+    single = per_entry[:head].view(b, batch.single_fields, d)
     if batch.single_fields == f:
         return single
     out = per_entry.new_zeros((b * f, d))
@@ -46,9 +71,9 @@ def pooled(values: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
 
 def linear_term(w: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
     """Σ_i w_i x_i per example: [U] order-1 weights -> [B]."""
-    per_entry = w.index_select(0, batch.index) * batch.x
+    per_entry = gathered(w[:, None], batch)[:, 0]
     head = batch.batch_size * batch.single_fields
-    out = per_entry[:head].view(batch.single_fields, batch.batch_size).sum(dim=0)
+    out = per_entry[:head].view(batch.batch_size, batch.single_fields).sum(dim=1)
     if head < len(per_entry):
         out = out.index_add(0, batch.example[head:], per_entry[head:])
     return out
@@ -94,13 +119,18 @@ def hidden_sizes(layers: int, neurons: int, shape: Shape) -> list[int]:
     return sizes[::-1] if shape == "decreasing" else sizes
 
 
-class KeepDropout(nn.Module):
-    """Dropout given the paper's keep probability, with masks from its own seeded
-    generators so that models trained side by side stay deterministic.
+# Row b holds the bits of the byte b, most significant first, as 0.0 / 1.0.
+_BIT_TABLE = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32)
 
-    On CPU the mask comes from numpy's PCG64 as 16-bit integers: torch's CPU
-    bernoulli_ costs about a third of a DeepFM step. The keep probability is
-    then a multiple of 1/65536 and the scale matches it exactly.
+
+class KeepDropout(nn.Module):
+    """Dropout masks given the paper's keep probability, from the layer's own seeded
+    generator so that models trained side by side stay deterministic.
+
+    On CPU the masks come from numpy's PCG64: torch's CPU bernoulli_ costs about
+    a third of a DeepFM step. At the paper's keep probability 0.5 a mask is one
+    random bit per neuron; any other probability compares 16-bit integers, so it
+    is a multiple of 1/65536 and the scale matches it exactly.
     """
 
     def __init__(self, keep_prob: float, generator: torch.Generator, seed: int) -> None:
@@ -111,17 +141,76 @@ class KeepDropout(nn.Module):
         self.generator = generator
         self._rng = np.random.default_rng(seed)
         self._threshold = max(1, round(keep_prob * 65536))
-        self._scale = np.float32(65536 / self._threshold)
+        self.scale = 65536 / self._threshold
+        self._bit_table = _BIT_TABLE * np.float32(self.scale)
+
+    def mask(self, shape: torch.Size, device: torch.device) -> torch.Tensor | None:
+        """This step's float mask: `scale` where a neuron is kept, 0 where it is
+        dropped; None when nothing drops (evaluation, or keep probability 1)."""
+        if not self.training or self.keep_prob == 1.0:
+            return None
+        if device.type != "cpu":
+            keep = torch.empty(shape, device=device).bernoulli_(
+                self.keep_prob, generator=self.generator
+            )
+            return keep.mul_(self.scale)
+        n = shape.numel()
+        if self._threshold == 32768:
+            # One byte of random bits -> eight mask values in a single table lookup.
+            random = np.frombuffer(self._rng.bytes((n + 7) // 8), np.uint8)
+            values = np.take(self._bit_table, random, axis=0).reshape(-1)[:n]
+        else:
+            words = np.frombuffer(self._rng.bytes(2 * n), dtype=np.uint16)
+            values = (words < self._threshold).astype(np.float32) * np.float32(self.scale)
+        return torch.from_numpy(values).view(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.keep_prob == 1.0:
-            return x
-        if x.is_cuda:
-            mask = torch.empty_like(x).bernoulli_(self.keep_prob, generator=self.generator)
-            return x * mask / self.keep_prob
-        bits = np.frombuffer(self._rng.bytes(2 * x.numel()), dtype=np.uint16)
-        scaled = (bits < self._threshold).astype(np.float32) * self._scale
-        return x * torch.from_numpy(scaled).view(x.shape)
+        mask = self.mask(x.shape, x.device)
+        return x if mask is None else x * mask
+
+
+class _Hidden(torch.autograd.Function):
+    """Linear, activation and dropout as one autograd node: the activation and the
+    mask are applied in place on the matmul's output, and the backward reads the
+    activation's derivative off that output (relu: positive exactly where the
+    neuron was kept and its input was positive; tanh: 1 - t^2), so no
+    pre-activation tensor is kept or passed over again."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        tanh: bool,
+        mask: torch.Tensor | None,
+        scale: float,
+    ) -> torch.Tensor:
+        out = torch.addmm(bias, x, weight.t())
+        if tanh:
+            out.tanh_()
+        else:
+            out.clamp_min_(0.0)
+        if mask is not None:
+            out.mul_(mask)
+        ctx.tanh, ctx.scale = tanh, scale if mask is not None else 1.0
+        ctx.save_for_backward(x, weight, out, mask if tanh else None)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight, out, mask = ctx.saved_tensors
+        if ctx.tanh:
+            t = out / ctx.scale if mask is not None else out
+            g = grad * (1.0 - t * t)
+            if mask is not None:
+                g.mul_(mask)
+        else:
+            g = torch.ops.aten.threshold_backward(grad, out, 0.0)
+            if ctx.scale != 1.0:
+                g.mul_(ctx.scale)
+        grad_x = g @ weight if ctx.needs_input_grad[0] else None
+        return grad_x, g.t() @ x, g.sum(0), None, None, None
 
 
 class MLP(nn.Module):
@@ -136,19 +225,34 @@ class MLP(nn.Module):
         generator: torch.Generator,
     ) -> None:
         super().__init__()
-        act: type[nn.Module] = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
-        layers: list[nn.Module] = []
+        if activation not in ("relu", "tanh"):
+            raise ValueError(f"unknown activation {activation!r}; choose relu or tanh")
+        self.tanh = activation == "tanh"
+        self.hidden = nn.ModuleList()
+        self.dropout = nn.ModuleList()
         for size in sizes:
             seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-            layers += [nn.Linear(in_dim, size), act(), KeepDropout(keep_prob, generator, seed)]
+            self.hidden.append(nn.Linear(in_dim, size))
+            self.dropout.append(KeepDropout(keep_prob, generator, seed))
             in_dim = size
-        layers.append(nn.Linear(in_dim, 1))
-        self.net = nn.Sequential(*layers)
+        self.output = nn.Linear(in_dim, 1)
+
+    def layers(self) -> list[tuple[nn.Linear, KeepDropout]]:
+        return [
+            (cast(nn.Linear, linear), cast(KeepDropout, dropout))
+            for linear, dropout in zip(self.hidden, self.dropout, strict=True)
+        ]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.net(x).squeeze(1)
+        for linear, dropout in self.layers():
+            mask = dropout.mask(torch.Size((x.shape[0], linear.out_features)), x.device)
+            x = _Hidden.apply(  # type: ignore[no-untyped-call]
+                x, linear.weight, linear.bias, self.tanh, mask, dropout.scale
+            )
+        out: torch.Tensor = self.output(x).squeeze(1)
         return out
 
     def flops_per_example(self) -> int:
         """Multiply-adds x 2 of the forward pass."""
-        return sum(2 * m.in_features * m.out_features for m in self.net if isinstance(m, nn.Linear))
+        linears = [linear for linear, _ in self.layers()] + [self.output]
+        return sum(2 * m.in_features * m.out_features for m in linears)

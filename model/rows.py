@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.hashing import GOLDEN, mix64
+from model.hashing import GOLDEN, splitmix64
 from model.sparse_optim import SparseOptimizer
 
 
@@ -43,22 +43,26 @@ class RowLayout:
         }
 
 
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    return mix64(x + GOLDEN)
-
-
 def initial_rows(ids: np.ndarray, layout: RowLayout, seed: int) -> np.ndarray:
     """Fresh rows for int64 `ids`: w = 0, V ~ N(0, init_std) keyed by (seed, id), state = 0."""
     rows = np.zeros((len(ids), layout.width), dtype=np.float32)
     n_vec = layout.vectors * layout.k
     if n_vec and len(ids):
+        pairs = (n_vec + 1) // 2
         with np.errstate(over="ignore"):
-            base = _splitmix64(ids.astype(np.int64).view(np.uint64) ^ np.uint64(seed))
-            counters = base[:, None] + np.arange(2 * n_vec, dtype=np.uint64)[None, :] * GOLDEN
-            bits = _splitmix64(counters)
-        uniform = ((bits >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
-        # Box-Muller over disjoint pairs of uniforms.
-        u1, u2 = uniform[:, 0::2], uniform[:, 1::2]
-        normal = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
-        rows[:, layout.linear : layout.params] = layout.init_std * normal
+            base = splitmix64(ids.astype(np.int64).view(np.uint64) ^ np.uint64(seed))
+            steps = np.arange(1, pairs + 1, dtype=np.uint64) * GOLDEN
+            bits = splitmix64(base[:, None] + steps[None, :])
+        # Each 64-bit word gives two 32-bit uniforms in (0, 1), and Box-Muller turns
+        # the pair into two independent normals.
+        scale = np.float32(2.0**-32)
+        u1 = ((bits >> np.uint64(32)).astype(np.float32) + np.float32(0.5)) * scale
+        theta = ((bits & np.uint64(0xFFFFFFFF)).astype(np.float32) + np.float32(0.5)) * (
+            scale * np.float32(2.0 * np.pi)
+        )
+        radius = np.sqrt(np.float32(-2.0) * np.log(u1)) * np.float32(layout.init_std)
+        normal = np.empty((len(ids), 2 * pairs), dtype=np.float32)
+        np.multiply(radius, np.cos(theta), out=normal[:, 0::2])
+        np.multiply(radius, np.sin(theta), out=normal[:, 1::2])
+        rows[:, layout.linear : layout.params] = normal[:, :n_vec]
     return rows

@@ -6,6 +6,7 @@ loss, backward, dense Adam step, per-row optimizer step, write the rows back.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,6 +20,9 @@ from model.layers import SparseBatch
 from model.rows import RowLayout
 from model.sparse_optim import make_sparse_optimizer
 from model.zoo import MODELS, CTRModel, ModelConfig, build_model
+
+# The CSR layout is marked beta; the one operation used here (CSR @ dense) is not.
+warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,35 @@ def _dense_optimizer(model: CTRModel, config: TrainerConfig) -> torch.optim.Opti
     return torch.optim.Adam(groups, fused=True)
 
 
+@dataclass(frozen=True)
+class UniqueEntries:
+    """The distinct ids of a batch's entries, in ascending order, and where each sits:
+    `inverse` [N] maps entries to unique ids; `order` [N] lists the entries grouped
+    by id, the group of unique id u being order[starts[u]:starts[u + 1]] (ascending)."""
+
+    unique: np.ndarray
+    inverse: np.ndarray
+    order: np.ndarray
+    starts: np.ndarray
+
+
+def unique_entries(ids: np.ndarray) -> UniqueEntries:
+    n = len(ids)
+    order = np.argsort(ids)
+    ordered = ids[order]
+    first = np.empty(n, dtype=bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    group = np.cumsum(first) - 1
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = group
+    # Entries ascending within each group (a CSR matrix's column order), sorting one
+    # packed int64 key instead of a stable argsort of the ids (three times slower).
+    packed = np.sort(group * n + order)
+    starts = np.append(np.flatnonzero(first), n)
+    return UniqueEntries(ordered[first], inverse, packed % n, starts)
+
+
 class IdFilter(Protocol):
     """Decides which id an entry reads (e.g. admission: a shared row until an id is
     frequent enough); `count` is true when learning, false when scoring."""
@@ -112,17 +145,30 @@ class OnlineTrainer:
         raw = batch.ids
         if self.id_filter is not None:
             raw = self.id_filter(raw, batch.slot % batch.num_fields, count=create)
-        unique, inverse = torch.unique(torch.from_numpy(raw), return_inverse=True)
+        entries = unique_entries(raw)
+        unique = torch.from_numpy(entries.unique)
         rows = self.source.lookup(unique, create=create)
         slot = torch.from_numpy(batch.slot).to(self.device)
+        x = torch.from_numpy(batch.x).to(self.device)
+        transpose = None
+        if create and self.device.type == "cpu":
+            # On CUDA the default backward's atomic scatter is already fast.
+            transpose = torch.sparse_csr_tensor(
+                torch.from_numpy(entries.starts),
+                torch.from_numpy(entries.order),
+                x.index_select(0, torch.from_numpy(entries.order)),
+                size=(len(entries.unique), len(raw)),
+                check_invariants=False,
+            )
         sparse = SparseBatch(
-            index=inverse.to(self.device),
-            x=torch.from_numpy(batch.x).to(self.device),
+            index=torch.from_numpy(entries.inverse).to(self.device),
+            x=x,
             slot=slot,
             example=torch.div(slot, batch.num_fields, rounding_mode="floor"),
             batch_size=batch.batch_size,
             num_fields=batch.num_fields,
             single_fields=batch.single_fields,
+            transpose=transpose,
         )
         return unique, rows, sparse
 

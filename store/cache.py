@@ -1,6 +1,6 @@
 """A fixed-capacity hot-row cache on the training device in front of the row store.
 
-Rows live in one slab [capacity, width]; a vectorized `SlotMap` maps id -> slot; CLOCK picks
+Rows live in one slab [capacity, width]; a vectorized `SlotIndex` maps id -> slot; CLOCK picks
 victims among slots the current batch does not use. Updates only touch the
 slab. A dirty victim moves to a write-back buffer (still readable), and
 `flush(position)` writes every dirty row, the write-back buffer and the input
@@ -16,16 +16,34 @@ uses to drop rows by TTL or frequency.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from store.errors import StoreError
 from store.rows import Eviction, RowStore
-from store.slotmap import SlotMap
 
 Initializer = Callable[[np.ndarray], np.ndarray]
+
+
+class SlotIndex(Protocol):
+    """id -> slot for whole batches of int64 ids (`model.slotmap.SlotMap` is one,
+    passed in by `deploy`: the cache and the in-memory source share it)."""
+
+    def __len__(self) -> int: ...
+
+    def get(self, keys: np.ndarray) -> np.ndarray:
+        """The slot of each key, -1 where the key is absent."""
+        ...
+
+    def put(self, keys: np.ndarray, slots: np.ndarray) -> None:
+        """Adds distinct keys that are not in the index yet."""
+        ...
+
+    def delete(self, keys: np.ndarray) -> None:
+        """Removes keys (absent ones are ignored)."""
+        ...
 
 
 class CachedEmbeddings:
@@ -36,16 +54,19 @@ class CachedEmbeddings:
         capacity: int,
         device: str = "cpu",
         cache_reads: bool = False,
+        *,
+        slot_index: Callable[[int], SlotIndex],
     ) -> None:
-        """`cache_reads`: scoring also caches the rows it reads (for a read-only
-        snapshot, whose rows never change); otherwise scoring never touches the cache."""
+        """`slot_index(capacity)` makes the id -> slot index. `cache_reads`: scoring
+        also caches the rows it reads (for a read-only snapshot, whose rows never
+        change); otherwise scoring never touches the cache."""
         self.store = store
         self._cache_reads = cache_reads
         self._init = initializer
         self.capacity = capacity
         self._device = torch.device(device)
         self._slab = torch.zeros((capacity, store.width), dtype=torch.float32, device=self._device)
-        self._slot_of = SlotMap(capacity)
+        self._slot_of = slot_index(capacity)
         self._id_at = np.zeros(capacity, dtype=np.int64)
         self._used = np.zeros(capacity, dtype=bool)
         self._dirty = np.zeros(capacity, dtype=bool)

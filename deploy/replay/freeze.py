@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from model.rows import initial_rows
+from model.slotmap import SlotMap
 from model.trainer import OnlineTrainer
 from store.cache import CachedEmbeddings
 from store.rows import RowStore
@@ -40,7 +41,12 @@ class Freezer:
             init = partial(initial_rows, layout=live.layout, seed=self._seed)
             # The snapshot never changes, so its reads are cached too (half the live size).
             frozen_source: Any = CachedEmbeddings(
-                store, init, max(1, source.capacity // 2), str(live.device), cache_reads=True
+                store,
+                init,
+                max(1, source.capacity // 2),
+                str(live.device),
+                cache_reads=True,
+                slot_index=SlotMap,
             )
             self._replace(name, store, dest)
         else:

@@ -13,6 +13,7 @@ import torch
 from model.embeddings import EmbeddingSource, InMemoryEmbeddings
 from model.features import FeatureEncoder, FeatureSchema, FieldSpec
 from model.rows import RowLayout, initial_rows
+from model.slotmap import SlotMap
 from model.trainer import OnlineTrainer, TrainerConfig, row_layout
 from model.zoo import ModelConfig
 from store.cache import CachedEmbeddings
@@ -30,7 +31,9 @@ def _memory(tmp: Path, layout: RowLayout) -> EmbeddingSource:
 def _cached(tmp: Path, layout: RowLayout) -> EmbeddingSource:
     # Smaller than the id space of the tests: rows are evicted and reloaded constantly.
     store = RowStore(tmp / f"cached-{layout.width}", layout.width)
-    return CachedEmbeddings(store, partial(initial_rows, layout=layout, seed=SEED), capacity=300)
+    return CachedEmbeddings(
+        store, partial(initial_rows, layout=layout, seed=SEED), capacity=300, slot_index=SlotMap
+    )
 
 
 @pytest.fixture(params=["memory", "rocksdb+cache"])

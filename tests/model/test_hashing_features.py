@@ -82,8 +82,8 @@ def test_encoding_of_each_kind_of_value() -> None:
         ]
     )
     assert entries == expected
-    # The single-valued block is field-major: entry f * B + b.
-    assert batch.slot[:6].tolist() == [0, 4, 1, 5, 2, 6]
+    # The single-valued block is example-major: entry b * 3 + f.
+    assert batch.slot[:6].tolist() == [0, 1, 2, 4, 5, 6]
 
 
 def test_log_buckets_follow_the_criteo_transform() -> None:

@@ -61,11 +61,11 @@ def test_linear_term_and_pooling_with_a_multi_valued_field() -> None:
     assert linear_term(w, batch).tolist() == [12.0]
 
 
-def test_field_major_fast_path_equals_the_scatter_path() -> None:
+def test_example_major_fast_path_equals_the_scatter_path() -> None:
     g = torch.Generator().manual_seed(3)
     b, f, u = 4, 3, 9
-    # Field-major entries of 2 single-valued fields, then a multi-valued third field.
-    slot_single = torch.tensor([ex * f + fld for fld in range(2) for ex in range(b)])
+    # Example-major entries of 2 single-valued fields, then a multi-valued third field.
+    slot_single = torch.tensor([ex * f + fld for ex in range(b) for fld in range(2)])
     slot_multi = torch.tensor([0 * f + 2, 0 * f + 2, 1 * f + 2, 2 * f + 2, 3 * f + 2])
     slot = torch.cat([slot_single, slot_multi])
     index = torch.randint(0, u, (len(slot),), generator=g)

@@ -41,11 +41,11 @@ def test_rare_values_train_their_fields_default_row_until_admitted() -> None:
     trainer.predict_proba_many(batch)  # scoring does not count sightings
     for seen in (1, 2):
         trainer.learn_many(batch, np.array([1.0]))
-        assert user_row not in source._slots, f"admitted after {seen} sightings"
-        assert int(defaults[0]) in source._slots
+        assert user_row not in source, f"admitted after {seen} sightings"
+        assert int(defaults[0]) in source
     trainer.learn_many(batch, np.array([1.0]))
-    assert user_row in source._slots
-    assert feature_id("ad", "a1") in source._slots  # threshold 1: at once
+    assert user_row in source
+    assert feature_id("ad", "a1") in source  # threshold 1: at once
     assert (admission.admitted, admission.deferred) == (4, 2)
     row = source.lookup(torch.tensor([user_row]), create=False)
     assert row.abs().sum() > 0

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from model.slotmap import SlotMap
 from store.cache import CachedEmbeddings
 from store.errors import StoreError
 from store.rows import RowStore
@@ -18,7 +19,9 @@ def _init(ids: np.ndarray) -> np.ndarray:
 
 
 def _cache(tmp_path: Path, capacity: int = 4) -> CachedEmbeddings:
-    return CachedEmbeddings(RowStore(tmp_path / "db", W), _init, capacity=capacity)
+    return CachedEmbeddings(
+        RowStore(tmp_path / "db", W), _init, capacity=capacity, slot_index=SlotMap
+    )
 
 
 def _touch(cache: CachedEmbeddings, *ids: int, add: float = 0.0) -> torch.Tensor:
@@ -58,7 +61,7 @@ def test_a_flushed_store_serves_a_new_cache(tmp_path: Path) -> None:
     _touch(cache, 5, 6, add=1)
     cache.flush({"step": 1})
     cache.store.close()
-    again = CachedEmbeddings(RowStore(tmp_path / "db", W), _init, capacity=8)
+    again = CachedEmbeddings(RowStore(tmp_path / "db", W), _init, capacity=8, slot_index=SlotMap)
     torch.testing.assert_close(again.lookup(torch.tensor([6])), torch.tensor([[7.0] * W]))
     assert again.store.position() == {"step": 1}
 
@@ -73,11 +76,14 @@ _CACHE_WRITER = """
 import sys
 import numpy as np, torch
 from pathlib import Path
+from model.slotmap import SlotMap
 from store.cache import CachedEmbeddings
 from store.rows import RowStore
 
 store = RowStore(Path(sys.argv[1]), 3)
-cache = CachedEmbeddings(store, lambda ids: np.zeros((len(ids), 3), np.float32), capacity=500)
+cache = CachedEmbeddings(
+    store, lambda ids: np.zeros((len(ids), 3), np.float32), capacity=500, slot_index=SlotMap
+)
 start = (store.position() or {"step": 0})["step"]
 print("ready", flush=True)
 for step in range(start + 1, 10**9):

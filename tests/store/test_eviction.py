@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.slotmap import SlotMap
 from store.cache import CachedEmbeddings
 from store.rows import RowStore
 
@@ -30,7 +31,9 @@ def test_ttl_then_least_frequent_eviction(tmp_path: Path) -> None:
 
 def test_the_cache_stamps_touched_rows_with_count_and_event_time(tmp_path: Path) -> None:
     store = RowStore(tmp_path / "db", W)
-    cache = CachedEmbeddings(store, lambda ids: np.zeros((len(ids), W), np.float32), capacity=2)
+    cache = CachedEmbeddings(
+        store, lambda ids: np.zeros((len(ids), W), np.float32), 2, slot_index=SlotMap
+    )
     for ts, keys in ((1_000, [1, 2]), (2_000, [1, 3]), (3_000, [1, 4])):
         cache.observe(ts)
         batch = torch.tensor(keys)
@@ -53,7 +56,9 @@ def test_the_cache_stamps_touched_rows_with_count_and_event_time(tmp_path: Path)
 
 def test_cache_eviction_drops_clean_copies_and_keeps_rows_touched_since(tmp_path: Path) -> None:
     store = RowStore(tmp_path / "db", W)
-    cache = CachedEmbeddings(store, lambda ids: np.full((len(ids), W), 0.5, np.float32), 8)
+    cache = CachedEmbeddings(
+        store, lambda ids: np.full((len(ids), W), 0.5, np.float32), 8, slot_index=SlotMap
+    )
     cache.observe(1_000)
     old = torch.tensor([1, 2, 3])
     cache.update(old, cache.lookup(old) + 1)
@@ -84,7 +89,11 @@ def test_a_read_caching_snapshot_serves_rows_without_writing_or_stamping(tmp_pat
     live.close()
     snap = RowStore(tmp_path / "snap", W, read_only=True)
     cache = CachedEmbeddings(
-        snap, lambda ids: np.full((len(ids), W), 9.0, np.float32), 4, cache_reads=True
+        snap,
+        lambda ids: np.full((len(ids), W), 9.0, np.float32),
+        4,
+        cache_reads=True,
+        slot_index=SlotMap,
     )
     for _ in range(2):  # the second time from the slab
         rows = cache.lookup(torch.tensor([1, 2, 3]), create=False).numpy()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from store.slotmap import SlotMap
+from model.slotmap import SlotMap
 
 
 def test_matches_a_dict_through_random_puts_and_deletes() -> None:
@@ -47,3 +47,13 @@ def test_overfilling_is_refused() -> None:
     table.put(np.array([1, 2], dtype=np.int64), np.array([0, 1]))
     with pytest.raises(ValueError, match="exceed capacity 2"):
         table.put(np.array([3], dtype=np.int64), np.array([0]))
+
+
+def test_growing_keeps_every_entry() -> None:
+    table = SlotMap(4)
+    table.put(np.array([5, -9, 1 << 40]), np.array([0, 1, 2]))
+    table.grow(1000)
+    keys = np.arange(100, 1000)
+    table.put(keys, keys * 2)
+    assert table.capacity == 1000 and len(table) == 903
+    assert table.get(np.array([5, -9, 1 << 40, 999, 7])).tolist() == [0, 1, 2, 1998, -1]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from store.mixing import mix64
+from model.hashing import splitmix64
 
 _EMPTY, _FULL, _TOMB = 0, 1, 2
 
@@ -20,6 +20,9 @@ class SlotMap:
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError(f"a slot map needs a capacity >= 1, got {capacity}")
+        self._allocate(capacity)
+
+    def _allocate(self, capacity: int) -> None:
         self.capacity = capacity
         size = 8
         while size < 2 * capacity:
@@ -31,11 +34,20 @@ class SlotMap:
         self._len = 0
         self._tombs = 0
 
+    def grow(self, capacity: int) -> None:
+        """Raises the capacity to `capacity`, keeping every entry."""
+        if capacity <= self.capacity:
+            return
+        full = self._state == _FULL
+        keys, vals = self._keys[full], self._vals[full]
+        self._allocate(capacity)
+        self.put(keys, vals)
+
     def __len__(self) -> int:
         return self._len
 
     def _home(self, keys: np.ndarray) -> np.ndarray:
-        return (mix64(keys.view(np.uint64)) & self._mask).astype(np.int64)
+        return (splitmix64(keys.view(np.uint64)) & self._mask).astype(np.int64)
 
     def _find(self, keys: np.ndarray) -> np.ndarray:
         """Table positions of `keys`, -1 where absent."""
@@ -72,12 +84,14 @@ class SlotMap:
         while len(active):
             p = pos[active]
             open_ = self._state[p] != _FULL
-            # Several keys may probe the same open cell: the first of them takes it.
-            cells, first = np.unique(p[open_], return_index=True)
-            winners = active[open_][first]
+            # Several keys may probe the same open cell: numpy's assignment keeps the
+            # last of them, and reading the cell back tells each key whether it won.
+            candidates, cells = active[open_], p[open_]
+            self._keys[cells] = keys[candidates]
+            won = self._keys[cells] == keys[candidates]
+            winners, cells = candidates[won], cells[won]
             self._tombs -= int((self._state[cells] == _TOMB).sum())
             self._state[cells] = _FULL
-            self._keys[cells] = keys[winners]
             self._vals[cells] = slots[winners]
             placed[winners] = True
             active = active[~placed[active]]

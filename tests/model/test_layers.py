@@ -1,0 +1,115 @@
+"""The fused hidden layer, its dropout masks, the CSR gather backward and batch dedup."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from model.layers import MLP, KeepDropout, SparseBatch, gathered, linear_term, pooled
+from model.trainer import unique_entries
+
+
+def _reference(mlp: MLP, x: torch.Tensor, masks: list[torch.Tensor]) -> torch.Tensor:
+    """The same network as separate torch modules, with the given dropout masks."""
+    act = torch.tanh if mlp.tanh else torch.relu
+    for (linear, _), mask in zip(mlp.layers(), masks, strict=True):
+        x = act(nn.functional.linear(x, linear.weight, linear.bias)) * mask
+    out: torch.Tensor = mlp.output(x).squeeze(1)
+    return out
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("keep", [0.5, 0.8, 1.0])
+def test_fused_layers_match_separate_modules_in_value_and_gradient(
+    activation: str, keep: float
+) -> None:
+    g = torch.Generator().manual_seed(0)
+    mlp = MLP(6, [8, 5], activation, keep, g)  # type: ignore[arg-type]
+    x = torch.randn(7, 6, generator=g, requires_grad=True)
+    masks: list[torch.Tensor] = []
+    original = KeepDropout.mask
+
+    def recording(self: KeepDropout, shape: torch.Size, device: torch.device) -> torch.Tensor:
+        mask = original(self, shape, device)
+        masks.append(torch.ones(shape) if mask is None else mask.clone())
+        return mask  # type: ignore[return-value]
+
+    KeepDropout.mask = recording  # type: ignore[method-assign]
+    try:
+        fused = mlp(x)
+    finally:
+        KeepDropout.mask = original  # type: ignore[method-assign]
+    fused.sum().backward()
+    fused_grads = [t.grad for t in (x, *mlp.parameters())]
+    x.grad = None
+    mlp.zero_grad(set_to_none=True)
+    reference = _reference(mlp, x, masks)
+    reference.sum().backward()
+    torch.testing.assert_close(fused, reference)
+    for got, want in zip(fused_grads, [x.grad] + [p.grad for p in mlp.parameters()], strict=True):
+        torch.testing.assert_close(got, want)
+    if keep < 1.0:
+        assert any(bool((m == 0).any()) for m in masks)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9])
+def test_dropout_keeps_the_papers_share_and_preserves_the_mean(keep: float) -> None:
+    drop = KeepDropout(keep, torch.Generator(), seed=4)
+    mask = drop.mask(torch.Size((300, 1000)), torch.device("cpu"))
+    assert mask is not None
+    kept = float((mask > 0).float().mean())
+    assert kept == pytest.approx(keep, abs=0.005)
+    assert float(mask.mean()) == pytest.approx(1.0, abs=0.01)
+    drop.eval()
+    assert drop.mask(torch.Size((3, 3)), torch.device("cpu")) is None
+
+
+def test_dropout_masks_are_seeded() -> None:
+    a = KeepDropout(0.5, torch.Generator(), seed=1).mask(torch.Size((4, 50)), torch.device("cpu"))
+    b = KeepDropout(0.5, torch.Generator(), seed=1).mask(torch.Size((4, 50)), torch.device("cpu"))
+    c = KeepDropout(0.5, torch.Generator(), seed=2).mask(torch.Size((4, 50)), torch.device("cpu"))
+    assert a is not None and b is not None and c is not None
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_unique_entries_group_every_entry_under_its_id() -> None:
+    ids = np.array([7, -2, 7, 40, -2, 7], dtype=np.int64)
+    e = unique_entries(ids)
+    assert e.unique.tolist() == [-2, 7, 40]
+    assert e.unique[e.inverse].tolist() == ids.tolist()
+    groups = [e.order[e.starts[u] : e.starts[u + 1]].tolist() for u in range(3)]
+    assert groups == [[1, 4], [0, 2, 5], [3]]
+
+
+def test_sparse_transpose_backward_equals_the_scatter_backward() -> None:
+    g = torch.Generator().manual_seed(5)
+    b, f, d = 4, 3, 5
+    # Two single-valued fields (example-major), then a multi-valued third field.
+    head = [ex * f + fld for ex in range(b) for fld in range(2)]
+    multi = [ex * f + 2 for ex in (0, 0, 1, 1, 2, 3, 3)]
+    slot = torch.tensor(head + multi)
+    ids = torch.randint(0, 6, (len(slot),), generator=g).numpy()
+    e = unique_entries(ids)
+    x = torch.rand(len(ids), generator=g)
+    order = torch.from_numpy(e.order)
+    transpose = torch.sparse_csr_tensor(
+        torch.from_numpy(e.starts),
+        order,
+        x[order],
+        size=(len(e.unique), len(ids)),
+        check_invariants=True,
+    )
+    rows = torch.randn(len(e.unique), d, generator=g)
+    grads = []
+    for t in (None, transpose):
+        batch = SparseBatch(
+            torch.from_numpy(e.inverse), x, slot, slot // f, b, f, single_fields=2, transpose=t
+        )
+        leaf = rows.clone().requires_grad_(True)
+        out = (pooled(leaf[:, 1:], batch) ** 2).sum() + linear_term(leaf[:, 0], batch).sum()
+        out.backward()
+        grads.append(leaf.grad)
+        torch.testing.assert_close(gathered(leaf, batch), rows[batch.index] * x[:, None])
+    torch.testing.assert_close(grads[0], grads[1])
