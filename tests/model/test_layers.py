@@ -7,7 +7,15 @@ import pytest
 import torch
 from torch import nn
 
-from model.layers import MLP, KeepDropout, SparseBatch, gathered, linear_term, pooled
+from model.layers import (
+    MLP,
+    KeepDropout,
+    SparseBatch,
+    fm_interaction,
+    gathered,
+    linear_term,
+    pooled,
+)
 from model.trainer import unique_entries
 
 
@@ -113,3 +121,12 @@ def test_sparse_transpose_backward_equals_the_scatter_backward() -> None:
         grads.append(leaf.grad)
         torch.testing.assert_close(gathered(leaf, batch), rows[batch.index] * x[:, None])
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_fm_interaction_gradient_is_the_sum_of_the_other_fields() -> None:
+    e = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(fm_interaction, (e,))
+    fm_interaction(e).sum().backward()
+    with torch.no_grad():
+        others = e.sum(dim=1, keepdim=True) - e
+    torch.testing.assert_close(e.grad, others)
