@@ -8,9 +8,9 @@ that won Criteo, floor(ln(v)^2) above 2) or kept as the paper's value-scaled
 field embedding (`scaled`: one id per field, x = sign(v) ln(1 + |v|)).
 
 The batch is flat, one entry per (example, field, value): `ids`, `x`, and
-`slot` = example * F + field. Single-valued fields come first, field-major
-(entry f * B + b), so models pool them with a reshape; multi-valued fields
-follow and are pooled with an `index_add`.
+`slot` = example * F + field. Single-valued fields come first, example-major
+(entry b * F_single + f), so models pool them with a reshape; multi-valued
+fields follow and are pooled with an `index_add`.
 """
 
 from __future__ import annotations

@@ -167,7 +167,7 @@ class KeepDropout(nn.Module):
             return None
         if device.type != "cpu":
             keep = torch.empty(shape, device=device).bernoulli_(
-                self.keep_prob, generator=self.generator
+                self._threshold / 65536, generator=self.generator
             )
             return keep.mul_(self.scale)
         n = shape.numel()
