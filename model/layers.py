@@ -4,14 +4,11 @@ U unique rows, k latent size, P parameters per row."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-import numpy as np
 import torch
-from torch import nn
 
 Shape = Literal["constant", "increasing", "decreasing", "diamond"]
-Activation = Literal["relu", "tanh"]
 
 
 @dataclass(frozen=True)
@@ -133,142 +130,3 @@ def hidden_sizes(layers: int, neurons: int, shape: Shape) -> list[int]:
     total = layers * neurons
     sizes = [max(1, round(total * w / sum(weights))) for w in weights]
     return sizes[::-1] if shape == "decreasing" else sizes
-
-
-# Row b holds the bits of the byte b, most significant first, as 0.0 / 1.0.
-_BIT_TABLE = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32)
-
-
-class KeepDropout(nn.Module):
-    """Dropout masks given the paper's keep probability, from the layer's own seeded
-    generator so that models trained side by side stay deterministic.
-
-    On CPU the masks come from numpy's PCG64: torch's CPU bernoulli_ costs about
-    a third of a DeepFM step. At the paper's keep probability 0.5 a mask is one
-    random bit per neuron; any other probability compares 16-bit integers, so it
-    is a multiple of 1/65536 and the scale matches it exactly.
-    """
-
-    def __init__(self, keep_prob: float, generator: torch.Generator, seed: int) -> None:
-        super().__init__()
-        if not 0.0 < keep_prob <= 1.0:
-            raise ValueError(f"dropout keep probability must be in (0, 1], got {keep_prob}")
-        self.keep_prob = keep_prob
-        self.generator = generator
-        self._rng = np.random.default_rng(seed)
-        self._threshold = max(1, round(keep_prob * 65536))
-        self.scale = 65536 / self._threshold
-        self._bit_table = _BIT_TABLE * np.float32(self.scale)
-
-    def mask(self, shape: torch.Size, device: torch.device) -> torch.Tensor | None:
-        """This step's float mask: `scale` where a neuron is kept, 0 where it is
-        dropped; None when nothing drops (evaluation, or keep probability 1)."""
-        if not self.training or self.keep_prob == 1.0:
-            return None
-        if device.type != "cpu":
-            keep = torch.empty(shape, device=device).bernoulli_(
-                self._threshold / 65536, generator=self.generator
-            )
-            return keep.mul_(self.scale)
-        n = shape.numel()
-        if self._threshold == 32768:
-            # One byte of random bits -> eight mask values in a single table lookup.
-            random = np.frombuffer(self._rng.bytes((n + 7) // 8), np.uint8)
-            values = np.take(self._bit_table, random, axis=0).reshape(-1)[:n]
-        else:
-            words = np.frombuffer(self._rng.bytes(2 * n), dtype=np.uint16)
-            values = (words < self._threshold).astype(np.float32) * np.float32(self.scale)
-        return torch.from_numpy(values).view(shape)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mask = self.mask(x.shape, x.device)
-        return x if mask is None else x * mask
-
-
-class _Hidden(torch.autograd.Function):
-    """Linear, activation and dropout as one autograd node: the activation and the
-    mask are applied in place on the matmul's output, and the backward reads the
-    activation's derivative off that output (relu: positive exactly where the
-    neuron was kept and its input was positive; tanh: 1 - t^2), so no
-    pre-activation tensor is kept or passed over again."""
-
-    @staticmethod
-    def forward(
-        ctx: Any,
-        x: torch.Tensor,
-        weight: torch.Tensor,
-        bias: torch.Tensor,
-        tanh: bool,
-        mask: torch.Tensor | None,
-        scale: float,
-    ) -> torch.Tensor:
-        out = torch.addmm(bias, x, weight.t())
-        if tanh:
-            out.tanh_()
-        else:
-            out.clamp_min_(0.0)
-        if mask is not None:
-            out.mul_(mask)
-        ctx.tanh, ctx.scale = tanh, scale if mask is not None else 1.0
-        ctx.save_for_backward(x, weight, out, mask if tanh else None)
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, weight, out, mask = ctx.saved_tensors
-        if ctx.tanh:
-            t = out / ctx.scale if mask is not None else out
-            g = grad * (1.0 - t * t)
-            if mask is not None:
-                g.mul_(mask)
-        else:
-            g = torch.ops.aten.threshold_backward(grad, out, 0.0)
-            if ctx.scale != 1.0:
-                g.mul_(ctx.scale)
-        grad_x = g @ weight if ctx.needs_input_grad[0] else None
-        return grad_x, g.t() @ x, g.sum(0), None, None, None
-
-
-class MLP(nn.Module):
-    """Hidden layers (Linear, activation, dropout) and a 1-unit output: [B, D] -> [B]."""
-
-    def __init__(
-        self,
-        in_dim: int,
-        sizes: list[int],
-        activation: Activation,
-        keep_prob: float,
-        generator: torch.Generator,
-    ) -> None:
-        super().__init__()
-        if activation not in ("relu", "tanh"):
-            raise ValueError(f"unknown activation {activation!r}; choose relu or tanh")
-        self.tanh = activation == "tanh"
-        self.hidden = nn.ModuleList()
-        self.dropout = nn.ModuleList()
-        for size in sizes:
-            seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-            self.hidden.append(nn.Linear(in_dim, size))
-            self.dropout.append(KeepDropout(keep_prob, generator, seed))
-            in_dim = size
-        self.output = nn.Linear(in_dim, 1)
-
-    def layers(self) -> list[tuple[nn.Linear, KeepDropout]]:
-        return [
-            (cast(nn.Linear, linear), cast(KeepDropout, dropout))
-            for linear, dropout in zip(self.hidden, self.dropout, strict=True)
-        ]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for linear, dropout in self.layers():
-            mask = dropout.mask(torch.Size((x.shape[0], linear.out_features)), x.device)
-            x = _Hidden.apply(  # type: ignore[no-untyped-call]
-                x, linear.weight, linear.bias, self.tanh, mask, dropout.scale
-            )
-        out: torch.Tensor = self.output(x).squeeze(1)
-        return out
-
-    def flops_per_example(self) -> int:
-        """Multiply-adds x 2 of the forward pass."""
-        linears = [linear for linear, _ in self.layers()] + [self.output]
-        return sum(2 * m.in_features * m.out_features for m in linears)

@@ -14,8 +14,6 @@ import torch
 from torch import nn
 
 from model.layers import (
-    MLP,
-    Activation,
     Shape,
     SparseBatch,
     fm_interaction,
@@ -25,6 +23,7 @@ from model.layers import (
     outer_product_superposition,
     pooled,
 )
+from model.mlp import MLP, Activation
 
 PAPER_NAMES = {
     "lr": "LR",

@@ -8,14 +8,13 @@ import torch
 from torch import nn
 
 from model.layers import (
-    MLP,
-    KeepDropout,
     SparseBatch,
     fm_interaction,
     gathered,
     linear_term,
     pooled,
 )
+from model.mlp import MLP, KeepDropout
 from model.trainer import unique_entries
 
 
