@@ -142,8 +142,10 @@ def bench_train(cfg: BenchSettings, repeat: int) -> dict[str, Any]:
         "source": "in-memory",
         "settings": "k=10, 400-400-400, relu (tanh for IPNN), dropout keep 0.5, Adam",
         "matmul_gflops_at_start": {k: round(v, 1) for k, v in ceiling.items()},
-        "ceiling": "per row: the best of six 0.1 s matmul windows at [batch, 400] @ [400, 400] "
-        "taken just before and after each run; shares are medians over --repeat runs",
+        "ceiling": "share_of_matmul_ceiling: each step against a [batch, 400] @ [400, 400] "
+        "matmul probe timed right after it (median over steps, then over --repeat runs); "
+        "share_of_best_window: against the best of six 0.1 s windows of that matmul "
+        "just before and after each run",
         "torch_threads": torch.get_num_threads(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "results": results,

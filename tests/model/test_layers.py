@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+import model.trainer as trainer_module
 from model.layers import (
     SparseBatch,
     fm_interaction,
@@ -15,7 +16,7 @@ from model.layers import (
     pooled,
 )
 from model.mlp import MLP, KeepDropout
-from model.trainer import unique_entries
+from model.trainer import UniqueEntries, unique_entries
 
 
 def _reference(mlp: MLP, x: torch.Tensor, masks: list[torch.Tensor]) -> torch.Tensor:
@@ -81,13 +82,28 @@ def test_dropout_masks_are_seeded() -> None:
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def _groups(e: UniqueEntries) -> dict[int, list[int]]:
+    return {int(u): e.order[e.starts[i] : e.starts[i + 1]].tolist() for i, u in enumerate(e.unique)}
+
+
 def test_unique_entries_group_every_entry_under_its_id() -> None:
     ids = np.array([7, -2, 7, 40, -2, 7], dtype=np.int64)
     e = unique_entries(ids)
-    assert e.unique.tolist() == [-2, 7, 40]
     assert e.unique[e.inverse].tolist() == ids.tolist()
-    groups = [e.order[e.starts[u] : e.starts[u + 1]].tolist() for u in range(3)]
-    assert groups == [[1, 4], [0, 2, 5], [3]]
+    assert _groups(e) == {-2: [1, 4], 7: [0, 2, 5], 40: [3]}
+
+
+def test_unique_entries_fall_back_to_exact_grouping_when_hashes_collide(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ids = np.random.default_rng(1).integers(-50, 50, 500).astype(np.int64)
+    want = _groups(unique_entries(ids))
+    assert sorted(want) == sorted(set(ids.tolist()))
+    # Every id hashing alike: the packed sort interleaves ids, and the check notices.
+    monkeypatch.setattr(trainer_module, "splitmix64", lambda x: np.zeros_like(x))
+    collided = unique_entries(ids)
+    assert _groups(collided) == want
+    assert collided.unique[collided.inverse].tolist() == ids.tolist()
 
 
 def test_sparse_transpose_backward_equals_the_scatter_backward() -> None:
