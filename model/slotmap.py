@@ -51,6 +51,11 @@ class SlotMap:
 
     def _find(self, keys: np.ndarray) -> np.ndarray:
         """Table positions of `keys`, -1 where absent."""
+        return self._probe(keys)[0]
+
+    def _probe(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Table positions of `keys` (-1 where absent), and where each probe stopped:
+        for an absent key, the empty cell from which `put` can continue."""
         keys = np.ascontiguousarray(keys, dtype=np.int64)
         pos = self._home(keys)
         found = np.full(len(keys), -1, dtype=np.int64)
@@ -63,21 +68,28 @@ class SlotMap:
             found[active[hit]] = p[hit]
             active = active[(state != _EMPTY) & ~hit]
             pos[active] = (pos[active] + 1) & mask
-        return found
+        return found, pos
 
     def get(self, keys: np.ndarray) -> np.ndarray:
         """The slot of each key, -1 where the key is absent."""
         where = self._find(keys)
         return np.where(where >= 0, self._vals[where], -1)
 
-    def put(self, keys: np.ndarray, slots: np.ndarray) -> None:
-        """Adds distinct keys that are not in the map yet."""
+    def locate(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`get`, plus for each key where a `put` of it may start probing (valid until
+        the map next changes): adding new ids after a lookup skips hashing them again."""
+        where, stops = self._probe(keys)
+        return np.where(where >= 0, self._vals[where], -1), stops
+
+    def put(self, keys: np.ndarray, slots: np.ndarray, start: np.ndarray | None = None) -> None:
+        """Adds distinct keys that are not in the map yet (`start`: from `locate`)."""
         keys = np.ascontiguousarray(keys, dtype=np.int64)
         if self._len + len(keys) > self.capacity:
             raise ValueError(f"{self._len} + {len(keys)} keys exceed capacity {self.capacity}")
         if self._tombs + self._len + len(keys) > len(self._state) * 3 // 4:
             self._rebuild()
-        pos = self._home(keys)
+            start = None
+        pos = self._home(keys) if start is None else start.copy()
         placed = np.zeros(len(keys), dtype=bool)
         active = np.arange(len(keys))
         mask = int(self._mask)

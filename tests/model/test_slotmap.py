@@ -57,3 +57,20 @@ def test_growing_keeps_every_entry() -> None:
     table.put(keys, keys * 2)
     assert table.capacity == 1000 and len(table) == 903
     assert table.get(np.array([5, -9, 1 << 40, 999, 7])).tolist() == [0, 1, 2, 1998, -1]
+
+
+def test_putting_from_where_a_lookup_stopped_equals_putting_from_scratch() -> None:
+    rng = np.random.default_rng(8)
+    table, plain = SlotMap(3_000), SlotMap(3_000)
+    present = rng.choice(1 << 40, 1_000, replace=False)
+    for t in (table, plain):
+        t.put(present, np.arange(1_000))
+        t.delete(present[:300])  # tombstones inside probe chains
+    keys = np.concatenate([present[500:700], rng.choice(1 << 40, 800, replace=False)])
+    slots, stops = table.locate(keys)
+    assert (slots[:200] == np.arange(500, 700)).all() and (slots[200:] == -1).all()
+    new = keys[200:]
+    table.put(new, np.arange(5_000, 5_800), stops[200:])
+    plain.put(new, np.arange(5_000, 5_800))
+    probe = np.concatenate([keys, present])
+    np.testing.assert_array_equal(table.get(probe), plain.get(probe))
