@@ -19,13 +19,12 @@ from deploy.join import JoinDaemon
 from deploy.join_metrics import JoinMetrics
 from deploy.settings import JoinerSettings, Settings, TopicSettings
 from stream.errors import RecordError
-from stream.events import decode_click, decode_impression
+from stream.events import CLICKS, IMPRESSIONS, decode_click, decode_impression
 from stream.joiner import JoinConfig, JoinerCore, join_raw
 from stream.kafka.admin import ensure_topics
 from stream.kafka.options import ClientOptions
 from stream.kafka.producer import KafkaRecordSink
 from stream.simulate import Record, Simulator
-from stream.simulate.traffic import CLICKS, IMPRESSIONS
 
 log = logging.getLogger(__name__)
 

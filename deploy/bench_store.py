@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from deploy.bench_train import CRITEO_SCHEMA, criteo_like_events
+from deploy.bench_train import criteo_like_events
+from deploy.replay.inputs import CRITEO_SCHEMA
 from model.features import FeatureEncoder
 from model.rows import initial_rows
 from model.slotmap import SlotMap

@@ -9,15 +9,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.features import EncodedBatch, FeatureEncoder, FeatureSchema, FieldSpec
+from deploy.replay.inputs import CRITEO_SCHEMA
+from model.features import EncodedBatch, FeatureEncoder
 from model.trainer import OnlineTrainer, TrainerConfig
 from model.zoo import PAPER_NAMES, ModelConfig
-
-CRITEO_SCHEMA = FeatureSchema(
-    tuple(FieldSpec(f"I{i}", "continuous") for i in range(1, 14))
-    + tuple(FieldSpec(f"C{i}") for i in range(1, 27))
-)
-
 
 # Distinct values of C1..C26 in the Criteo Kaggle release (7 days, 45M rows).
 CRITEO_CARDINALITY = (
@@ -44,47 +39,35 @@ def criteo_like_events(n: int, seed: int = 0) -> tuple[list[dict[str, Any]], np.
     return events, labels
 
 
-def matmul_rate(m: int, k: int, n: int, seconds: float) -> float:
-    """fp32 GFLOP/s of [m, k] @ [k, n] sustained over `seconds`."""
-    a, b = torch.randn(m, k), torch.randn(k, n)
-    for _ in range(3):
-        a @ b
-    reps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        reps += 1
-    return 2.0 * m * k * n * reps / (time.perf_counter() - start) / 1e9
+class Matmul:
+    """fp32 [m, k] @ [k, n] on fixed operands, timed on demand."""
+
+    def __init__(self, m: int, k: int, n: int) -> None:
+        self.a, self.b = torch.randn(m, k), torch.randn(k, n)
+        self.flops = 2.0 * m * k * n
+
+    def gflops(self, seconds: float = 0.0, reps: int = 3) -> float:
+        """GFLOP/s over at least `reps` products and `seconds`, after one to warm up."""
+        self.a @ self.b
+        count, start = 0, time.perf_counter()
+        while count < reps or time.perf_counter() - start < seconds:
+            self.a @ self.b
+            count += 1
+        return self.flops * count / (time.perf_counter() - start) / 1e9
 
 
 def matmul_gflops(batch: int = 1024, dim: int = 400, seconds: float = 1.0) -> dict[str, float]:
     """Measured fp32 matmul throughput: at the DNN's own shapes and at a large square."""
     return {
-        "dnn_shape": matmul_rate(batch, dim, dim, seconds),
-        "square_2048": matmul_rate(2048, 2048, 2048, seconds),
+        "dnn_shape": Matmul(batch, dim, dim).gflops(seconds),
+        "square_2048": Matmul(2048, 2048, 2048).gflops(seconds),
     }
 
 
-class MatmulProbe:
-    """A few matmuls at the DNN's shape, timed between training steps, so that each
-    step is compared with what the shared machine delivered at that moment."""
-
-    def __init__(self, batch: int, dim: int = 400, reps: int = 3) -> None:
-        self.a, self.b = torch.randn(batch, dim), torch.randn(dim, dim)
-        self.reps = reps
-        self.flops = 2.0 * batch * dim * dim * reps
-
-    def gflops(self) -> float:
-        self.a @ self.b
-        start = time.perf_counter()
-        for _ in range(self.reps):
-            self.a @ self.b
-        return self.flops / (time.perf_counter() - start) / 1e9
-
-
-def ceiling_near(batch: int, dim: int = 400, windows: int = 3) -> float:
-    """The best of a few short matmul windows at the DNN's shape: the ceiling the shared
-    machine offered just then (its speed drifts by tens of percent within a minute)."""
-    return max(matmul_rate(batch, dim, dim, 0.1) for _ in range(windows))
+def best_window(probe: Matmul, windows: int = 3) -> float:
+    """The best of a few 0.1 s windows: the ceiling the shared machine offered just then
+    (its speed drifts by tens of percent within a minute)."""
+    return max(probe.gflops(seconds=0.1) for _ in range(windows))
 
 
 def bench_encode(
@@ -105,17 +88,17 @@ def bench_encode(
 
 
 def bench_model(
-    name: str, batches: list[tuple[EncodedBatch, np.ndarray]], warmup: int = 3
+    name: str, batches: list[tuple[EncodedBatch, np.ndarray]], probe: Matmul, warmup: int = 3
 ) -> dict[str, Any]:
+    """One timed run; each step is paired with a `probe` matmul timed right after it."""
     # FNN is timed in its DNN phase, past the FM pre-training.
     config = ModelConfig(name=name, fnn_pretrain_examples=0)
     trainer = OnlineTrainer(config, len(CRITEO_SCHEMA.fields), TrainerConfig(device="cpu"))
     for b, y in batches[:warmup]:
         trainer.learn_many(b, y)
     size = batches[0][0].batch_size
-    probe = MatmulProbe(size)
-    # backward costs about twice the forward: 3x in all
-    flops = 3 * trainer.model.dense_flops_per_example() * size
+    forward = trainer.model.dense_flops_per_example()
+    flops = 3 * forward * size  # backward costs about twice the forward: 3x in all
     times, shares = [], []
     for b, y in batches[warmup:]:
         start = time.perf_counter()
@@ -125,7 +108,7 @@ def bench_model(
     per_step = statistics.median(times)
     return {
         "examples_per_s": size / per_step,
-        "forward_flops": flops // (3 * size),
+        "forward_flops": forward,
         "gflops": flops / per_step / 1e9,
         "interleaved_share": statistics.median(shares),
         "rows_touched": len(trainer.source),  # type: ignore[arg-type]
@@ -138,11 +121,12 @@ def bench_model_runs(
     """`repeat` timed runs of one model, each between two best-window ceiling measurements
     and with a matmul probe after every step."""
     size = batches[0][0].batch_size
+    probe = Matmul(size, 400, 400)
     runs = []
     for _ in range(repeat):
-        before = ceiling_near(size)
-        run = bench_model(name, batches)
-        run["ceiling"] = max(before, ceiling_near(size))
+        before = best_window(probe)
+        run = bench_model(name, batches, probe)
+        run["ceiling"] = max(before, best_window(probe))
         run["best_window_share"] = run["gflops"] / run["ceiling"]
         runs.append(run)
 

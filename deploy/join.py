@@ -35,7 +35,8 @@ from deploy.join_metrics import JoinMetrics
 from deploy.settings import JoinerSettings, TopicSettings
 from deploy.signals import StopRequested
 from stream.errors import BrokerError, JoinStateError, RecordError
-from stream.join.records import CLICKS, CORRECTIONS, DEAD_LETTER, IMPRESSIONS, LABELED, InRecord
+from stream.events import CLICKS, IMPRESSIONS
+from stream.join.records import CORRECTIONS, DEAD_LETTER, LABELED, InRecord
 from stream.join.state import JoinState
 from stream.join.task import JoinTask, TaskConfig
 from stream.joiner import JoinConfig

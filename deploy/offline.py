@@ -12,38 +12,25 @@ Events are learned in impression-time order, each once its window has closed
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from deploy.eviction import EvictionSchedule, Flushes
+from deploy.learners import FilterFactory, Learners, SourceFactory, progressive_step
 from deploy.settings import EvictionPolicy
-from model.embeddings import EmbeddingSource
-from model.features import EncodedBatch, FeatureEncoder, FieldSpec, infer_schema
 from model.metrics import BinaryMetrics, StreamingMetrics, binary_metrics
-from model.rows import RowLayout
-from model.trainer import IdFilter, OnlineTrainer, TrainerConfig, row_layout
+from model.trainer import OnlineTrainer, TrainerConfig
 from model.zoo import ModelConfig
 from stream.errors import RecordError
-from stream.events import LabeledEvent
+from stream.events import DAY_MS, LabeledEvent
 from stream.join.ordered import OrderedJoin
 from stream.joiner import JoinConfig, JoinStats
 from stream.simulate import DayTraffic, Record
-from stream.simulate.config import DAY_MS
 
 log = logging.getLogger(__name__)
-SourceFactory = Callable[[ModelConfig, RowLayout], EmbeddingSource | None]
-FilterFactory = Callable[[tuple[FieldSpec, ...]], IdFilter | None]
-
-
-@runtime_checkable
-class ObservesTime(Protocol):
-    """A source that stamps rows with the event time of the steps that touch them."""
-
-    def observe(self, event_ts: int) -> None: ...
 
 
 @dataclass
@@ -82,15 +69,11 @@ class OfflineRun:
         eviction: EvictionPolicy | None = None,
     ) -> None:
         self.runs = [ModelRun(m) for m in models]
-        self._source_for = source_for
-        self._filter_for = filter_for
-        self._trainer_config = trainer
+        self._learners = Learners(trainer, source_for, filter_for)
         self.join = OrderedJoin(join)
-        self.joiner = self.join.core
         self._start_ms = start_ms
         self._holdout_day = holdout_day
         self._batch_size = batch_size
-        self._encoder: FeatureEncoder | None = None
         self._buffer: list[LabeledEvent] = []
         self._holdout: list[LabeledEvent] = []
         self.malformed = 0
@@ -116,30 +99,15 @@ class OfflineRun:
                 self._learn(self._buffer)
                 self._buffer = []
 
-    def _encode(self, events: list[LabeledEvent]) -> tuple[EncodedBatch, np.ndarray]:
-        if self._encoder is None:
-            self._encoder = FeatureEncoder(infer_schema([e.features for e in events]))
-        labels = np.fromiter((e.label for e in events), dtype=np.float32, count=len(events))
-        return self._encoder.encode([e.features for e in events]), labels
-
     def _learn(self, events: list[LabeledEvent]) -> None:
-        batch, labels = self._encode(events)
+        batch, labels = self._learners.encode(events)
         newest = max(e.ts for e in events)
         for run in self.runs:
             if run.trainer is None:
-                layout = row_layout(run.config, self._trainer_config)
-                source = self._source_for(run.config, layout) if self._source_for else None
-                assert self._encoder is not None
-                id_filter = self._filter_for(self._encoder.fields) if self._filter_for else None
-                run.trainer = OnlineTrainer(
-                    run.config, batch.num_fields, self._trainer_config, source, id_filter
-                )
-            if isinstance(run.trainer.source, ObservesTime):
-                run.trainer.source.observe(newest)
-            start = time.perf_counter()
-            run.progressive.update(labels, run.trainer.predict_proba_many(batch))
-            run.trainer.learn_many(batch, labels)
-            run.train_seconds += time.perf_counter() - start
+                run.trainer = self._learners.new_trainer(run.config)
+            probs, seconds = progressive_step(run.trainer, batch, labels, newest)
+            run.progressive.update(labels, probs)
+            run.train_seconds += seconds
             run.trained += len(labels)
         self._maybe_evict(newest)
 
@@ -166,13 +134,15 @@ class OfflineRun:
             assert run.trainer is not None, "no training data before the holdout day"
             probs = np.concatenate(
                 [
-                    run.trainer.predict_proba_many(self._encode(events[i : i + 4096])[0])
+                    run.trainer.predict_proba_many(self._learners.encode(events[i : i + 4096])[0])
                     for i in range(0, len(events), 4096)
                 ]
             )
             run.holdout = binary_metrics(labels, probs)
         bayes = binary_metrics(labels, truth([e.id for e in events]))
-        return OfflineReport(self._holdout_day, bayes, self.runs, self.joiner.stats, self.malformed)
+        return OfflineReport(
+            self._holdout_day, bayes, self.runs, self.join.core.stats, self.malformed
+        )
 
 
 def run_days(
@@ -189,7 +159,7 @@ def run_days(
             "day_replayed day=%d records=%d pending=%d",
             day.day,
             len(day.records),
-            offline.joiner.pending,
+            offline.join.core.pending,
         )
     return p_label
 

@@ -74,16 +74,10 @@ class TopicSettings:
             raise ConfigError(f"topics.partitions must be >= 1, got {self.partitions}")
 
     def all(self) -> dict[str, int]:
-        names = (
-            self.impressions,
-            self.clicks,
-            self.labeled,
-            self.corrections,
-            self.dead_letter,
-            self.snapshots,
-            self.join_changelog,
-        )
-        return {name: self.partitions for name in names}
+        """Every topic with its partition count."""
+        return {
+            getattr(self, f.name): self.partitions for f in fields(self) if f.name != "partitions"
+        }
 
 
 @dataclass(frozen=True)

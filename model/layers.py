@@ -14,7 +14,7 @@ Shape = Literal["constant", "increasing", "decreasing", "diamond"]
 @dataclass(frozen=True)
 class SparseBatch:
     """Entries of a batch mapped to unique rows: `index` [N] into U, `x` [N] values,
-    `slot` [N] = example * F + field, `example` [N] = slot // F. The first
+    `slot` [N] = example * F + field. The first
     `single_fields` * B entries hold one value per (example, field), example-major.
 
     `transpose` (optional) is the sparse CSR matrix [U, N] holding x at (index[n], n):
@@ -25,18 +25,21 @@ class SparseBatch:
     index: torch.Tensor
     x: torch.Tensor
     slot: torch.Tensor
-    example: torch.Tensor
     batch_size: int
     num_fields: int
     single_fields: int = 0
     transpose: torch.Tensor | None = None
 
 
+def _weighted_rows(values: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
+    return values.index_select(0, batch.index) * batch.x[:, None]
+
+
 class _Gather(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, values: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
         ctx.transpose = batch.transpose
-        return values.index_select(0, batch.index) * batch.x[:, None]
+        return _weighted_rows(values, batch)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:
@@ -48,7 +51,7 @@ def gathered(values: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
     if batch.transpose is not None and values.requires_grad and torch.is_grad_enabled():
         out: torch.Tensor = _Gather.apply(values, batch)  # type: ignore[no-untyped-call]
         return out
-    return values.index_select(0, batch.index) * batch.x[:, None]
+    return _weighted_rows(values, batch)
 
 
 def pooled(values: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
@@ -72,7 +75,8 @@ def linear_term(w: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
     head = batch.batch_size * batch.single_fields
     out = per_entry[:head].view(batch.batch_size, batch.single_fields).sum(dim=1)
     if head < len(per_entry):
-        out = out.index_add(0, batch.example[head:], per_entry[head:])
+        example = torch.div(batch.slot[head:], batch.num_fields, rounding_mode="floor")
+        out = out.index_add(0, example, per_entry[head:])
     return out
 
 

@@ -56,10 +56,6 @@ class KeepDropout(nn.Module):
             values = (words < self._threshold).astype(np.float32) * np.float32(self.scale)
         return torch.from_numpy(values).view(shape)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mask = self.mask(x.shape, x.device)
-        return x if mask is None else x * mask
-
 
 class _Stack(torch.autograd.Function):
     """Every hidden layer (linear, activation, dropout) and the 1-unit output as one

@@ -36,22 +36,14 @@ class SlotMap:
 
     def grow(self, capacity: int) -> None:
         """Raises the capacity to `capacity`, keeping every entry."""
-        if capacity <= self.capacity:
-            return
-        full = self._state == _FULL
-        keys, vals = self._keys[full], self._vals[full]
-        self._allocate(capacity)
-        self.put(keys, vals)
+        if capacity > self.capacity:
+            self._rebuild(capacity)
 
     def __len__(self) -> int:
         return self._len
 
     def _home(self, keys: np.ndarray) -> np.ndarray:
         return (splitmix64(keys.view(np.uint64)) & self._mask).astype(np.int64)
-
-    def _find(self, keys: np.ndarray) -> np.ndarray:
-        """Table positions of `keys`, -1 where absent."""
-        return self._probe(keys)[0]
 
     def _probe(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Table positions of `keys` (-1 where absent), and where each probe stopped:
@@ -72,8 +64,7 @@ class SlotMap:
 
     def get(self, keys: np.ndarray) -> np.ndarray:
         """The slot of each key, -1 where the key is absent."""
-        where = self._find(keys)
-        return np.where(where >= 0, self._vals[where], -1)
+        return self.locate(keys)[0]
 
     def locate(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`get`, plus for each key where a `put` of it may start probing (valid until
@@ -112,7 +103,7 @@ class SlotMap:
 
     def delete(self, keys: np.ndarray) -> None:
         """Removes keys (absent ones are ignored)."""
-        where = self._find(keys)
+        where = self._probe(keys)[0]
         where = where[where >= 0]
         self._state[where] = _TOMB
         self._len -= len(where)
@@ -120,9 +111,9 @@ class SlotMap:
         if self._tombs > len(self._state) // 4:
             self._rebuild()
 
-    def _rebuild(self) -> None:
+    def _rebuild(self, capacity: int | None = None) -> None:
+        """Every entry into a fresh table (without tombstones), of a new capacity if given."""
         full = self._state == _FULL
-        keys, vals = self._keys[full].copy(), self._vals[full].copy()
-        self._state[:] = _EMPTY
-        self._len = self._tombs = 0
+        keys, vals = self._keys[full], self._vals[full]
+        self._allocate(capacity or self.capacity)
         self.put(keys, vals)

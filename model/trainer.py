@@ -169,7 +169,6 @@ class OnlineTrainer:
         entries = unique_entries(raw)
         unique = torch.from_numpy(entries.unique)
         rows = self.source.lookup(unique, create=create)
-        slot = torch.from_numpy(batch.slot).to(self.device)
         x = torch.from_numpy(batch.x).to(self.device)
         transpose = None
         if create and self.device.type == "cpu":
@@ -184,8 +183,7 @@ class OnlineTrainer:
         sparse = SparseBatch(
             index=torch.from_numpy(entries.inverse).to(self.device),
             x=x,
-            slot=slot,
-            example=torch.div(slot, batch.num_fields, rounding_mode="floor"),
+            slot=torch.from_numpy(batch.slot).to(self.device),
             batch_size=batch.batch_size,
             num_fields=batch.num_fields,
             single_fields=batch.single_fields,

@@ -22,6 +22,9 @@ FeatureValue = str | float | int | list[str]
 Features = Mapping[str, FeatureValue]
 
 DEFAULT_MAX_RECORD_BYTES = 64 * 1024
+DAY_MS = 86_400_000
+# The joiner's two inputs by their logical names (the Kafka topics are configurable).
+IMPRESSIONS, CLICKS = "impressions", "clicks"
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from stream.events import Click, Impression, LabeledEvent, decode_click, decode_impression
+from stream.events import (
+    IMPRESSIONS,
+    Click,
+    Impression,
+    LabeledEvent,
+    decode_click,
+    decode_impression,
+)
 
 
 @dataclass(frozen=True)
@@ -290,6 +297,6 @@ def _later(current: int | None, ts: int) -> int:
 def join_raw(core: JoinerCore, topic: str, value: bytes) -> list[Output]:
     """One encoded record ("impressions", else a click) through `core`; RecordError when
     it does not decode."""
-    if topic == "impressions":
+    if topic == IMPRESSIONS:
         return core.impression(decode_impression(value))
     return core.click(decode_click(value))

@@ -21,7 +21,6 @@ from deploy.bench_join import bench_join
 from deploy.bench_replay import bench_replay
 from deploy.bench_store import bench_store, bench_training
 from deploy.bench_train import (
-    CRITEO_SCHEMA,
     bench_encode,
     bench_model_runs,
     criteo_like_events,
@@ -30,6 +29,7 @@ from deploy.bench_train import (
 from deploy.commands.common import SIMULATION
 from deploy.config import Option
 from deploy.errors import ConfigError
+from deploy.replay.inputs import CRITEO_SCHEMA
 from deploy.settings import BenchSettings, Settings
 from deploy.simulate import run_simulation
 from model.features import FeatureEncoder
@@ -111,7 +111,6 @@ def bench_simulate(settings: Settings, repeat: int) -> dict[str, Any]:
         "impressions_per_cpu_s": round(runs[0]["impressions"] / cpu),
         "records_per_s": round(runs[0]["records"] / wall),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
         "python": sys.version.split()[0],
     }
 
@@ -147,40 +146,30 @@ def bench_train(cfg: BenchSettings, repeat: int) -> dict[str, Any]:
         "share_of_best_window: against the best of six 0.1 s windows of that matmul "
         "just before and after each run",
         "torch_threads": torch.get_num_threads(),
-        "load_avg_1m": round(os.getloadavg()[0], 2),
         "results": results,
     }
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     repeat = max(1, settings.bench.repeat)
+    cfg = settings.bench
     if args.what == "simulate":
         result = bench_simulate(settings, repeat)
     elif args.what == "encode":
         events, _ = criteo_like_events(50_000)
-        result = {
-            "benchmark": "encode",
-            **bench_encode(events, repeat=repeat),
-            "load_avg_1m": round(os.getloadavg()[0], 2),
-        }
+        result = {"benchmark": "encode", **bench_encode(events, repeat=repeat)}
     elif args.what == "replay":
-        result = {
-            **bench_replay(settings.bench.replay_rows),
-            "load_avg_1m": round(os.getloadavg()[0], 2),
-        }
+        result = bench_replay(cfg.replay_rows)
     elif args.what == "join":
-        result = {
-            **bench_join(settings, repeat, settings.topics.partitions),
-            "load_avg_1m": round(os.getloadavg()[0], 2),
-        }
+        result = bench_join(settings, repeat, settings.topics.partitions)
     elif args.what == "store":
-        cfg = settings.bench
         result = {
             **bench_store(cfg.store_rows, cfg.cache_rows, cfg.batch_unique_ids),
             **bench_training(min(cfg.cache_rows, 1_000_000)),
-            "load_avg_1m": round(os.getloadavg()[0], 2),
         }
     else:
-        result = bench_train(settings.bench, repeat)
+        result = bench_train(cfg, repeat)
+    # The machine's load while it ran: the figures mean little without it.
+    result["load_avg_1m"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result, indent=2), flush=True)
     return 0

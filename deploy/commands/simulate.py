@@ -12,10 +12,10 @@ from deploy.config import Option
 from deploy.settings import Settings
 from deploy.signals import stop_on_signals
 from deploy.simulate import DaySummary, Pacer, RecordSink, format_days, run_simulation
+from stream.events import CLICKS, IMPRESSIONS
 from stream.files import JsonlRecordSink
 from stream.kafka.admin import ensure_topics
 from stream.kafka.producer import KafkaRecordSink
-from stream.simulate.traffic import CLICKS, IMPRESSIONS
 from stream.simulate.truth import TruthWriter
 
 NAME = "simulate"

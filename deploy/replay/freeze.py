@@ -27,9 +27,7 @@ class Freezer:
         self._seed = seed
         self._open: dict[str, tuple[RowStore, Path]] = {}
 
-    def freeze(
-        self, name: str, live: OnlineTrainer, num_fields: int, position: dict[str, Any]
-    ) -> OnlineTrainer:
+    def freeze(self, name: str, live: OnlineTrainer, position: dict[str, Any]) -> OnlineTrainer:
         source = live.source
         if isinstance(source, CachedEmbeddings):
             source.flush(position)
@@ -52,7 +50,11 @@ class Freezer:
         else:
             frozen_source = copy.deepcopy(source)
         frozen = OnlineTrainer(
-            live.model_config, num_fields, live.config, frozen_source, copy.deepcopy(live.id_filter)
+            live.model_config,
+            live.model.num_fields,
+            live.config,
+            frozen_source,
+            copy.deepcopy(live.id_filter),
         )
         frozen.model.load_state_dict(live.model.state_dict())
         return frozen

@@ -18,6 +18,11 @@ from stream.logs.formats import AVAZU, CRITEO_CAT, CRITEO_INT, CsvMapping, read_
 from stream.logs.records import LogRecord, read_jsonl_dir, rows_to_records
 from stream.logs.rows import BadRow, LogRow
 
+# The released Criteo columns: 13 counts, 26 hashed categoricals.
+CRITEO_SCHEMA = FeatureSchema(
+    tuple(FieldSpec(n, "continuous") for n in CRITEO_INT)
+    + tuple(FieldSpec(n, "categorical") for n in CRITEO_CAT)
+)
 START_MS = 1_767_225_600_000  # 2026-01-01 UTC: the clock of logs that carry no time
 ROW_STEP_MS = 1_000
 
@@ -97,9 +102,7 @@ def _rows(
     path: Path, fmt: str, cfg: ReplaySettings
 ) -> tuple[Iterator[LogRow | BadRow], FeatureSchema | None, bool]:
     if fmt == "criteo":
-        fields = [FieldSpec(n, "continuous") for n in CRITEO_INT]
-        fields += [FieldSpec(n, "categorical") for n in CRITEO_CAT]
-        return read_criteo(path), FeatureSchema(tuple(fields)), False
+        return read_criteo(path), CRITEO_SCHEMA, False
     mapping = AVAZU if fmt == "avazu" else _mapping(cfg)
     return read_csv(path, mapping), None, mapping.time is not None
 

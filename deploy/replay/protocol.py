@@ -10,19 +10,18 @@ it learned, so the holdout never seeing its own period is checked, not assumed.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from deploy.eviction import EvictionSchedule
-from deploy.offline import FilterFactory, ObservesTime, SourceFactory
+from deploy.learners import FilterFactory, Learners, SourceFactory, progressive_step
 from deploy.replay.freeze import Freezer
 from deploy.settings import EvictionPolicy
-from model.features import EncodedBatch, FeatureEncoder, FeatureSchema, infer_schema
+from model.features import EncodedBatch, FeatureSchema
 from model.metrics import BinaryMetrics, StreamingMetrics, binary_metrics
-from model.trainer import OnlineTrainer, TrainerConfig, row_layout
+from model.trainer import OnlineTrainer, TrainerConfig
 from model.zoo import ModelConfig
 from stream.events import LabeledEvent
 
@@ -113,16 +112,13 @@ class PeriodReplay:
         eviction: EvictionPolicy | None = None,
     ) -> None:
         self.tracks = [Track(m) for m in models]
-        self._trainer_config = trainer
+        self._learners = Learners(trainer, source_for, filter_for, schema)
         self._batch_size = batch_size
         self._period_of = period_of
         self._period_start = period_start
         self._freezer = freezer
-        self._source_for = source_for
-        self._filter_for = filter_for
         self._truth = truth
         self._eviction = EvictionSchedule(eviction)
-        self._encoder = FeatureEncoder(schema) if schema is not None else None
         self._buffer: list[LabeledEvent] = []
         self._period: int | None = None
         self._newest_learned: int | None = None
@@ -153,15 +149,12 @@ class PeriodReplay:
         self._period = period
         for track in self.tracks:
             if track.live is not None:
-                assert self._encoder is not None
                 position = {
                     "period": period - 1,
                     "newest_ms": self._newest_learned,
                     "trained_events": track.trained,
                 }
-                track.frozen = self._freezer.freeze(
-                    track.config.name, track.live, len(self._encoder.fields), position
-                )
+                track.frozen = self._freezer.freeze(track.config.name, track.live, position)
         self.periods[period] = PeriodInfo(
             period, self._period_start(period), 0, self._newest_learned
         )
@@ -171,7 +164,7 @@ class PeriodReplay:
             return
         events, self._buffer = self._buffer, []
         assert self._period is not None
-        batch, labels = self._encode(events)
+        batch, labels = self._learners.encode(events)
         period = self._period
         self.periods[period].events += len(events)
         if self._truth is not None:
@@ -191,30 +184,12 @@ class PeriodReplay:
         self, track: Track, period: int, batch: EncodedBatch, labels: np.ndarray, newest: int
     ) -> None:
         if track.live is None:
-            track.live = self._new_trainer(track.config, batch.num_fields)
+            track.live = self._learners.new_trainer(track.config)
         if track.frozen is not None:
             track.holdout.setdefault(period, Scores()).add(
                 labels, track.frozen.predict_proba_many(batch)
             )
-        if isinstance(track.live.source, ObservesTime):
-            track.live.source.observe(newest)
-        start = time.perf_counter()
-        track.progressive.setdefault(period, Scores()).add(
-            labels, track.live.predict_proba_many(batch)
-        )
-        track.live.learn_many(batch, labels)
-        track.seconds += time.perf_counter() - start
+        probs, seconds = progressive_step(track.live, batch, labels, newest)
+        track.progressive.setdefault(period, Scores()).add(labels, probs)
+        track.seconds += seconds
         track.trained += len(labels)
-
-    def _new_trainer(self, config: ModelConfig, num_fields: int) -> OnlineTrainer:
-        layout = row_layout(config, self._trainer_config)
-        source = self._source_for(config, layout) if self._source_for else None
-        assert self._encoder is not None
-        id_filter = self._filter_for(self._encoder.fields) if self._filter_for else None
-        return OnlineTrainer(config, num_fields, self._trainer_config, source, id_filter)
-
-    def _encode(self, events: list[LabeledEvent]) -> tuple[EncodedBatch, np.ndarray]:
-        if self._encoder is None:
-            self._encoder = FeatureEncoder(infer_schema([e.features for e in events]))
-        labels = np.fromiter((e.label for e in events), dtype=np.float32, count=len(events))
-        return self._encoder.encode([e.features for e in events]), labels

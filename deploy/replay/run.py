@@ -96,16 +96,17 @@ def replay(
         schema=opened.schema,
         eviction=train.eviction(),
     )
-    join = OrderedJoin(settings.join)
+    # The in-process join's counters; the daemon's are its Prometheus metrics.
+    join = None if via_kafka else OrderedJoin(settings.join)
     bad = BadRows()
     with tqdm(desc="replay", unit=" rec", disable=None, mininterval=2.0) as progress:
         records = _counted(opened.records, progress)
-        if via_kafka:
-            for event in labeled_via_kafka(records, settings, bad.add):
-                protocol.add(event)
+        if join is None:
+            events = labeled_via_kafka(records, settings, bad.add)
         else:
-            for event in _joined(records, join, bad):
-                protocol.add(event)
+            events = _joined(records, join, bad)
+        for event in events:
+            protocol.add(event)
     protocol.finish()
     if bad.count:
         log.warning("replay_bad_rows count=%d first=%s", bad.count, "; ".join(bad.first))
@@ -117,7 +118,7 @@ def replay(
         "joined_via": "the join daemon through an embedded broker" if via_kafka else "joiner core",
         "train": dataclasses.asdict(train),
         "bad_rows": {"count": bad.count, "first": bad.first},
-        "join": dataclasses.asdict(join.core.stats),
+        "join": dataclasses.asdict(join.core.stats) if join is not None else None,
     }
     doc = report.build(protocol, meta)
     report.write_files(doc, out)

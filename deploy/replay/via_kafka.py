@@ -20,6 +20,8 @@ from deploy.join import JoinDaemon
 from deploy.join_metrics import JoinMetrics
 from deploy.settings import JoinerSettings, Settings, TopicSettings
 from stream.events import (
+    CLICKS,
+    IMPRESSIONS,
     Click,
     Impression,
     LabeledEvent,
@@ -30,7 +32,7 @@ from stream.events import (
 from stream.kafka.admin import ensure_topics
 from stream.kafka.options import ClientOptions
 from stream.kafka.producer import KafkaRecordSink
-from stream.logs.records import CLICKS, IMPRESSIONS, LogRecord
+from stream.logs.records import LogRecord
 from stream.logs.rows import BadRow
 
 _IDLE_STEPS = 20  # polls with nothing new before the daemon is taken to be done

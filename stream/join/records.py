@@ -22,7 +22,6 @@ from stream.joiner import PENDING, Change
 SRC_HEADER = "fmstream.src"  # "<partition>": which join task wrote an output
 SEQ_HEADER = "fmstream.seq"  # the task's output sequence number
 LABELED, CORRECTIONS, DEAD_LETTER = "labeled", "corrections", "dead_letter"
-IMPRESSIONS, CLICKS = "impressions", "clicks"
 
 
 @dataclass(frozen=True, slots=True)

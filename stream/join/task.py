@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 from stream.errors import RecordError
 from stream.events import (
+    DAY_MS,
     DEFAULT_MAX_RECORD_BYTES,
+    IMPRESSIONS,
     LabeledEvent,
     decode_click,
     decode_impression,
@@ -21,7 +23,6 @@ from stream.events import (
 from stream.join.records import (
     CORRECTIONS,
     DEAD_LETTER,
-    IMPRESSIONS,
     LABELED,
     SEQ_HEADER,
     SRC_HEADER,
@@ -31,7 +32,6 @@ from stream.join.records import (
     Progress,
 )
 from stream.joiner import JoinConfig, JoinerCore, LateClick, Output
-from stream.simulate.config import DAY_MS
 
 EARLIEST_TS = 946_684_800_000  # 2000-01-01: anything older is a unit or clock mistake
 LATEST_TS = 4_102_444_800_000  # 2100-01-01

@@ -18,10 +18,8 @@ from pathlib import Path
 import orjson
 
 from stream.errors import StreamError
-from stream.events import Click, Impression, encode_click, encode_impression
+from stream.events import CLICKS, IMPRESSIONS, Click, Impression, encode_click, encode_impression
 from stream.logs.rows import BadRow, LogRow
-
-IMPRESSIONS, CLICKS = "impressions", "clicks"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,6 @@ from dataclasses import dataclass, fields
 
 from stream.errors import SimulationConfigError
 
-DAY_MS = 86_400_000
 # Monday 2026-01-05 00:00 UTC: days start on a weekday boundary so `weekday` is readable.
 DEFAULT_START_MS = 1_767_571_200_000
 

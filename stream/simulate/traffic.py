@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from stream.events import Click, dumps, encode_click
-from stream.simulate.config import DAY_MS, SimulationConfig
+from stream.events import CLICKS, DAY_MS, IMPRESSIONS, Click, dumps, encode_click
+from stream.simulate.config import SimulationConfig
 from stream.simulate.malformed import draw_kind, malformed_record
 from stream.simulate.world import (
     AGES,
@@ -23,8 +23,6 @@ from stream.simulate.world import (
     World,
 )
 
-IMPRESSIONS = "impressions"
-CLICKS = "clicks"
 _DUPLICATE_IMPRESSION_DELAY_MS = 60_000
 _DUPLICATE_CLICK_DELAY_MS = 10_000
 

@@ -128,7 +128,7 @@ def test_sparse_transpose_backward_equals_the_scatter_backward() -> None:
     grads = []
     for t in (None, transpose):
         batch = SparseBatch(
-            torch.from_numpy(e.inverse), x, slot, slot // f, b, f, single_fields=2, transpose=t
+            torch.from_numpy(e.inverse), x, slot, b, f, single_fields=2, transpose=t
         )
         leaf = rows.clone().requires_grad_(True)
         out = (pooled(leaf[:, 1:], batch) ** 2).sum() + linear_term(leaf[:, 0], batch).sum()

@@ -25,7 +25,6 @@ def _batch(b: int = B, f: int = F, u: int = 17, seed: int = 0) -> SparseBatch:
         index=torch.randint(0, u, (b * f,), generator=g),
         x=torch.rand(b * f, generator=g) + 0.5,
         slot=slot,
-        example=slot // f,
         batch_size=b,
         num_fields=f,
     )
@@ -34,7 +33,7 @@ def _batch(b: int = B, f: int = F, u: int = 17, seed: int = 0) -> SparseBatch:
 def test_fm_second_order_term_equals_brute_force_pairs() -> None:
     batch = _batch()
     v = torch.randn(17, K, dtype=torch.float64)
-    e = pooled(v, SparseBatch(batch.index, batch.x.double(), batch.slot, batch.example, B, F))
+    e = pooled(v, SparseBatch(batch.index, batch.x.double(), batch.slot, B, F))
     fast = fm_interaction(e)
     for b in range(B):
         entries = [(int(batch.index[b * F + i]), float(batch.x[b * F + i])) for i in range(F)]
@@ -50,7 +49,6 @@ def test_linear_term_and_pooling_with_a_multi_valued_field() -> None:
         torch.tensor([1, 2, 3]),
         torch.tensor([0.5, 0.5, 1.0]),
         torch.tensor([0, 0, 1]),
-        torch.tensor([0, 0, 0]),
         1,
         2,
     )
@@ -71,8 +69,8 @@ def test_example_major_fast_path_equals_the_scatter_path() -> None:
     index = torch.randint(0, u, (len(slot),), generator=g)
     x = torch.rand(len(slot), generator=g)
     v, w = torch.randn(u, 5, generator=g), torch.randn(u, generator=g)
-    fast = SparseBatch(index, x, slot, slot // f, b, f, single_fields=2)
-    slow = SparseBatch(index, x, slot, slot // f, b, f, single_fields=0)
+    fast = SparseBatch(index, x, slot, b, f, single_fields=2)
+    slow = SparseBatch(index, x, slot, b, f, single_fields=0)
     torch.testing.assert_close(pooled(v, fast), pooled(v, slow))
     torch.testing.assert_close(linear_term(w, fast), linear_term(w, slow))
 

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from stream.errors import RecordError, SimulationConfigError
-from stream.events import decode_click, decode_impression
+from stream.events import DAY_MS, decode_click, decode_impression
 from stream.files import JsonlRecordSink
 from stream.simulate import DayTraffic, Record, SimulationConfig, Simulator
-from stream.simulate.config import DAY_MS
 from stream.simulate.truth import TruthWriter, read_truth
 from stream.simulate.world import CATEGORIES, MEAL_HOURS, PLANTED_TRIPLES
 
