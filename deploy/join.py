@@ -171,18 +171,38 @@ class JoinDaemon:
 
     def _idle(self, p: int, task: JoinTask, now: float) -> list[Any]:
         """An input silent for the idle timeout stops holding the watermark back; when
-        both are silent, event time follows the wall clock from the last record."""
+        both are silent, event time follows the wall clock from the last record. Silent
+        means caught up as well: an input whose records are still on the broker (slow
+        fetches after a broker stall, a busy machine) is behind, not idle, and moving
+        its event time on would close windows its clicks are still on the way to."""
         activity = self._last_activity.get(p)
         if activity is None:
             return []
         timeout = self._settings.idle_timeout_s
-        quiet = [now - self._last_record.get((p, t), now) >= timeout for t in (IMPRESSIONS, CLICKS)]
-        if all(quiet):
+        quiet = [
+            logical
+            for tp, logical in self._inputs(p)
+            if now - self._last_record.get((p, logical), now) >= timeout and self._caught_up(tp)
+        ]
+        if len(quiet) == 2:
             wall, event_ts = activity
-            return task.advance_to(event_ts + int((now - wall) * 1000))
-        if any(quiet):  # the silent input catches up with the newest event time seen
-            return task.advance_to(activity[1])
+            return task.advance_to(event_ts + int((now - wall) * 1000), quiet)
+        if quiet:  # the silent input catches up with the newest event time seen
+            return task.advance_to(activity[1], quiet)
         return []
+
+    def _inputs(self, p: int) -> list[tuple[TopicPartition, str]]:
+        names = {logical: topic for topic, logical in self._logical.items()}
+        return [(TopicPartition(names[t], p), t) for t in (IMPRESSIONS, CLICKS)]
+
+    def _caught_up(self, tp: TopicPartition) -> bool:
+        """Whether everything the broker last reported for tp has been read; unknown
+        (no fetch answered yet) is not caught up."""
+        end = self._consumer.highwater(tp)
+        if end is None:
+            return False
+        position = self._consumer.position(tp, timeout_ms=0)
+        return position is not None and position >= end
 
     def _commit(self, batch: list[tuple[JoinTask, list[Any]]]) -> None:
         entries = [task.entry(outs) for task, outs in batch]
@@ -244,7 +264,7 @@ class JoinDaemon:
             self._unrecovered.pop(p, None)
 
     def _input_partitions(self, p: int) -> list[TopicPartition]:
-        return [TopicPartition(topic, p) for topic in self._logical]
+        return [tp for tp, _ in self._inputs(p)]
 
     def _retry_recovery(self) -> None:
         for p, exc in list(self._unrecovered.items()):

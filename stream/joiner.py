@@ -6,7 +6,7 @@ Each impression waits until its click arrives (label 1 at once, with
 exactly `ts + window` still counts. The watermark is the smaller of the two
 inputs' largest event times, minus the allowed lateness, so a click stream
 that lags the impressions never has its windows closed under it; it is
-undefined until both inputs have been seen (`advance_to` moves both, for an
+undefined until both inputs have been seen (`advance_to` moves them on, for an
 idle input). Exactly one labeled event leaves per impression id.
 
 Anomalies, all counted: a repeated impression id is ignored; repeated clicks
@@ -23,11 +23,12 @@ daemon can persist exactly what changed with each batch and `restore` it.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
 from stream.events import (
+    CLICKS,
     IMPRESSIONS,
     Click,
     Impression,
@@ -208,11 +209,16 @@ class JoinerCore:
         out.extend(self._advance())
         return out
 
-    def advance_to(self, event_ts: int) -> list[Output]:
-        """Moves both inputs' event time on to at least `event_ts` without a record (an
-        idle input's wall-clock timeout)."""
-        self._max_imp = _later(self._max_imp, event_ts)
-        self._max_click = _later(self._max_click, event_ts)
+    def advance_to(
+        self, event_ts: int, inputs: Collection[str] = (IMPRESSIONS, CLICKS)
+    ) -> list[Output]:
+        """Moves the event time of `inputs` (logical names) on to at least `event_ts`
+        without a record: an idle input's wall-clock timeout. An input left out keeps
+        holding the watermark back."""
+        if IMPRESSIONS in inputs:
+            self._max_imp = _later(self._max_imp, event_ts)
+        if CLICKS in inputs:
+            self._max_click = _later(self._max_click, event_ts)
         return self._advance()
 
     def flush(self) -> list[Output]:

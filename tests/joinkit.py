@@ -70,12 +70,14 @@ def daemon(
     join: JoinConfig | None = None,
     idle_timeout_s: float = 30.0,
     clock: Callable[[], float] = time.time,
+    max_poll_records: int = 500,
 ) -> JoinDaemon:
     settings = JoinerSettings(
         group_id=f"g-{topics.impressions}",
         state_dir=state,
         idle_timeout_s=idle_timeout_s,
         metrics_port=0,
+        max_poll_records=max_poll_records,
     )
     config = join or JoinConfig(window_ms=10_000, allowed_lateness_ms=1_000, orphan_grace_ms=2_000)
     return JoinDaemon(options, topics, config, settings, JoinMetrics(CollectorRegistry()), clock)
@@ -96,3 +98,22 @@ def impressions_with_clicks(send: Inputs, n: int, click_every: int) -> None:
         if i % click_every == 0:
             send.click(f"i{i}", T0 + i + 5)
     send.flush()
+
+
+def label_differences(got: dict[str, list[int]], want: dict[str, int]) -> dict[str, Any]:
+    """What differs between the labels a topic holds and the expected ones, summarised —
+    a 20,000-entry dict diff says nothing a reader can use."""
+    missing = sorted(set(want) - set(got))
+    doubled = sorted(k for k, v in got.items() if len(v) > 1)
+    wrong = sorted(k for k, v in got.items() if k in want and v[0] != want[k])
+    unexpected = sorted(set(got) - set(want))
+    return {
+        name: {"count": len(keys), "first": keys[:10]}
+        for name, keys in (
+            ("missing", missing),
+            ("doubled", doubled),
+            ("wrong", wrong),
+            ("unexpected", unexpected),
+        )
+        if keys
+    }

@@ -6,7 +6,7 @@ letters). Pure: no clients, no clock; the daemon feeds it and persists it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from stream.errors import RecordError
@@ -79,8 +79,8 @@ class JoinTask:
             out.extend(self._output(r) for r in results)
         return out
 
-    def advance_to(self, event_ts: int) -> list[OutRecord]:
-        return [self._output(r) for r in self.core.advance_to(event_ts)]
+    def advance_to(self, event_ts: int, inputs: Collection[str]) -> list[OutRecord]:
+        return [self._output(r) for r in self.core.advance_to(event_ts, inputs)]
 
     def entry(self, outbox: list[OutRecord]) -> Entry:
         """The changelog entry of everything since the last one."""

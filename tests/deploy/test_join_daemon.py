@@ -22,6 +22,7 @@ from tests.joinkit import (
     Inputs,
     daemon,
     impressions_with_clicks,
+    label_differences,
     labels_of,
     read_all,
     run_until,
@@ -85,6 +86,47 @@ def test_window_edges_through_the_broker_and_an_idle_partition(
         orjson.loads(r.value) for r in read_all(broker.client_options, topics.corrections)
     ]
     assert corrections == [{"id": "late", "ts": T0 + 1, "click_ts": T0 + W + 2}]
+
+
+def test_an_input_still_being_read_is_behind_not_idle(
+    broker: EmbeddedBroker, make_topics: Callable[[int], TopicSettings], tmp_path: Path
+) -> None:
+    # One record per poll and ten seconds of wall time per step: each input goes
+    # "quiet" while the other one's fetched records are drained, though its own
+    # records wait on the broker (as after a broker stall, or on a busy machine).
+    topics = make_topics(1)
+    clock = FakeClock()
+    d = daemon(
+        broker.client_options,
+        topics,
+        tmp_path / "s",
+        idle_timeout_s=5,
+        clock=clock,
+        max_poll_records=1,
+    )
+    send = Inputs(broker.client_options, topics)
+    n = 30
+    for i in range(n):
+        send.impression(f"i{i}", T0 + i)
+    for i in range(0, n, 2):
+        send.click(f"i{i}", T0 + i + 5)
+    send.impression("closer", T0 + 6 * W)
+    send.click("closer-click", T0 + 6 * W)
+    send.flush()
+
+    def step() -> bool:
+        clock.now += 10
+        return sum(t.core.stats.labels_negative for t in d.tasks.values()) >= n // 2
+
+    try:
+        run_until(d, step)
+    finally:
+        d.close()
+        send.close()
+    labels = labels_of(read_all(broker.client_options, topics.labeled))
+    want = {f"i{i}": 1 - i % 2 for i in range(n)}
+    assert label_differences(labels, want) == {}
+    assert read_all(broker.client_options, topics.corrections) == []
 
 
 def test_restart_keeps_pending_impressions_and_emits_each_label_once(
