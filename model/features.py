@@ -15,16 +15,17 @@ fields follow and are pooled with an `index_add`.
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 
 from model.errors import FeatureError
-from model.hashing import MISSING, VALUE, feature_id, feature_ids
+from model.hashing import MISSING, VALUE, feature_id, feature_ids, field_seed, hash_strings
 
 Kind = Literal["categorical", "continuous", "multi"]
 ContinuousMode = Literal["bucket", "scaled"]
@@ -91,13 +92,6 @@ class EncodedBatch:
     single_fields: int
 
 
-def _example_major(columns: list[np.ndarray], batch_size: int, dtype: type) -> np.ndarray:
-    """Per-field columns [B] -> one array [B * F] ordered example by example."""
-    if not columns:
-        return np.empty(0, dtype=dtype)
-    return np.stack(columns, axis=1).reshape(batch_size * len(columns))
-
-
 def bucket_codes(values: np.ndarray) -> np.ndarray:
     """Criteo winners' log-square buckets for counts, as integer codes (NaN = missing -> -1).
 
@@ -114,7 +108,7 @@ def bucket_codes(values: np.ndarray) -> np.ndarray:
 
 
 class FeatureEncoder:
-    """Encodes feature dicts by a schema, hashing a whole column at a time."""
+    """Encodes feature dicts by a schema, hashing all categorical fields in one pass."""
 
     def __init__(self, schema: FeatureSchema) -> None:
         self.schema = schema
@@ -124,115 +118,142 @@ class FeatureEncoder:
         )
         self._single = sum(1 for f in self.fields if f.kind != "multi")
         self._names = tuple(f.name for f in self.fields)
-        self._missing = [feature_id(f.name, MISSING) for f in self.fields]
-        self._value_id = [feature_id(f.name, VALUE) for f in self.fields]
+        self._missing = np.array([feature_id(f.name, MISSING) for f in self.fields])
+        self._value_id = np.array([feature_id(f.name, VALUE) for f in self.fields])
+        self._seeds = np.array([field_seed(f.name) for f in self.fields], dtype=np.uint64)
+
+        def of(kind: Kind, mode: ContinuousMode | None = None) -> np.ndarray:
+            picked = [
+                i
+                for i, f in enumerate(self.fields)
+                if f.kind == kind and (mode is None or f.continuous == mode)
+            ]
+            return np.array(picked, dtype=np.int64)
+
+        self._cat, self._num = of("categorical"), of("continuous")
+        self._buckets_at = of("continuous", "bucket")
+        self._scaled_at = of("continuous", "scaled")
 
     def encode(self, batch: Sequence[Mapping[str, Any]]) -> EncodedBatch:
-        n_fields = len(self._names)
-        b = len(batch)
-        ids_cols: list[np.ndarray] = []
-        x_cols: list[np.ndarray] = []
-        slot_cols: list[np.ndarray] = []
-        multi: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        rows = np.arange(b, dtype=np.int64) * n_fields
-        ones = np.ones(b, dtype=np.float32)
-        for f, (spec, column) in enumerate(zip(self.fields, self._columns(batch), strict=True)):
-            if spec.kind == "multi":
-                ids, x, row = self._multi(f, spec.name, column)
-                multi.append((ids, x, row * n_fields + f))
-                continue
-            if spec.kind == "continuous":
-                values = self._numbers(spec.name, column)
-                if spec.continuous == "scaled":
-                    ids, x = self._scaled(f, values)
-                else:
-                    ids, x = self._buckets(f, spec.name, bucket_codes(values)), ones
-            else:
-                ids, x = self._categorical(f, spec.name, column), ones
-            ids_cols.append(ids)
-            x_cols.append(x)
-            slot_cols.append(rows + f)
-        head = [
-            _example_major(cols, b, dtype)
-            for cols, dtype in ((ids_cols, np.int64), (x_cols, np.float32), (slot_cols, np.int64))
-        ]
+        n_fields, single, b = len(self._names), self._single, len(batch)
+        ids = np.empty((b, single), dtype=np.int64)
+        x = np.ones((b, single), dtype=np.float32)
+        if len(self._cat):
+            ids[:, self._cat] = self._categorical(batch)
+        if len(self._num):
+            self._continuous(batch, ids, x)
+        slot = np.arange(b, dtype=np.int64)[:, None] * n_fields + np.arange(single)
+        multi = []
+        for f in range(single, n_fields):
+            name = self._names[f]
+            m_ids, m_x, row = self._multi(f, name, [features.get(name) for features in batch])
+            multi.append((m_ids, m_x, row * n_fields + f))
         return EncodedBatch(
-            ids=np.concatenate([head[0], *(m[0] for m in multi)]),
-            x=np.concatenate([head[1], *(m[1] for m in multi)]),
-            slot=np.concatenate([head[2], *(m[2] for m in multi)]),
+            ids=np.concatenate([ids.ravel(), *(m[0] for m in multi)]),
+            x=np.concatenate([x.ravel(), *(m[1] for m in multi)]),
+            slot=np.concatenate([slot.ravel(), *(m[2] for m in multi)]),
             batch_size=b,
             num_fields=n_fields,
-            single_fields=self._single,
+            single_fields=single,
         )
 
-    def _columns(self, batch: Sequence[Mapping[str, Any]]) -> list[Sequence[Any]]:
-        names = self._names
+    def _rows(self, batch: Sequence[Mapping[str, Any]], at: np.ndarray) -> list[tuple[Any, ...]]:
+        """The values of fields `at`, one tuple per event, None where missing."""
+        names = [self._names[f] for f in at.tolist()]
         if len(names) > 1:
-            try:
-                # One C-level pass per event when every field is present (the common case).
-                return list(zip(*map(operator.itemgetter(*names), batch), strict=True)) or [
-                    () for _ in names
-                ]
+            try:  # one C-level call per event when every field is present (the common case)
+                return list(map(operator.itemgetter(*names), batch))
             except KeyError:
                 pass
-        # Some field missing somewhere: one C-level map per event instead.
-        return list(zip(*[tuple(map(features.get, names)) for features in batch], strict=True)) or [
-            () for _ in names
-        ]
+        return [tuple(map(features.get, names)) for features in batch]
 
-    def _categorical(self, f: int, name: str, column: Sequence[Any]) -> np.ndarray:
-        if set(map(type, column)) == {str}:
-            return feature_ids(name, column)  # the common case: one vectorized pass
-        ids = np.full(len(column), self._missing[f], dtype=np.int64)
-        present = [i for i, v in enumerate(column) if v is not None]
+    def _categorical(self, batch: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Ids [B, C] of the categorical fields."""
+        flat = list(itertools.chain.from_iterable(self._rows(batch, self._cat)))
+        seeds = np.tile(self._seeds[self._cat], len(batch))
+        width = len(self._cat)
+        try:
+            return hash_strings(seeds, flat).reshape(-1, width)  # all strings: one pass
+        except TypeError:
+            pass
+        ids = np.tile(self._missing[self._cat], len(batch))
+        present = [i for i, v in enumerate(flat) if v is not None]
         values = []
         for i in present:
-            v = column[i]
+            v = flat[i]
             if isinstance(v, bool) or not isinstance(v, str | int):
+                name = self._names[self._cat[i % width]]
                 raise FeatureError(
                     f"field {name!r} is categorical but has value {v!r} ({type(v).__name__})"
                 )
             values.append(str(v))
         if present:
-            ids[present] = feature_ids(name, values)
-        return ids
+            ids[present] = hash_strings(seeds[present], values)
+        return ids.reshape(-1, width)
 
-    def _buckets(self, f: int, name: str, codes: np.ndarray) -> np.ndarray:
-        # Few distinct buckets per batch: hash those, then gather.
-        uniq, inverse = np.unique(codes, return_inverse=True)
-        ids = feature_ids(name, [str(c) for c in uniq.tolist()])
-        ids[uniq == -1] = self._missing[f]
-        return np.asarray(ids[inverse])
+    def _continuous(
+        self, batch: Sequence[Mapping[str, Any]], ids: np.ndarray, x: np.ndarray
+    ) -> None:
+        """Fills the continuous fields' columns of ids and x."""
+        values = self._numbers(batch)
+        column = {int(f): c for c, f in enumerate(self._num.tolist())}
+        if len(self._buckets_at):
+            cols = [column[f] for f in self._buckets_at.tolist()]
+            ids[:, self._buckets_at] = self._buckets(
+                self._buckets_at, bucket_codes(values[:, cols])
+            )
+        if len(self._scaled_at):
+            scaled = values[:, [column[f] for f in self._scaled_at.tolist()]]
+            missing = np.isnan(scaled)
+            clean = np.where(missing, 0.0, scaled)
+            xs = (np.sign(clean) * np.log1p(np.abs(clean))).astype(np.float32)
+            xs[missing] = 1.0
+            x[:, self._scaled_at] = xs
+            at = self._scaled_at
+            ids[:, at] = np.where(missing, self._missing[at], self._value_id[at])
 
-    @staticmethod
-    def _numbers(name: str, column: Sequence[Any]) -> np.ndarray:
-        """The column as float64 with NaN for missing; a non-number is an error.
+    def _buckets(self, at: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Ids [B, len(at)] of bucket codes [B, len(at)] of fields `at`."""
+        # Few distinct (field, bucket) pairs per batch: hash those, then gather.
+        keys = (np.arange(len(at), dtype=np.int64) << 32) + (codes + 1)
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        field, code = at[uniq >> 32], (uniq & 0xFFFFFFFF) - 1
+        hashed = hash_strings(self._seeds[field], [str(c) for c in code.tolist()])
+        hashed[code == -1] = self._missing[field[code == -1]]
+        return np.asarray(hashed[inverse]).reshape(codes.shape)
 
-        numpy's conversion is the fast path; it also accepts numeric strings.
-        """
+    def _numbers(self, batch: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """The continuous fields as float64 [B, N], NaN where missing; a non-number is an
+        error naming the field. Numeric strings are read as numbers."""
+        names = [self._names[f] for f in self._num.tolist()]
+        nans = itertools.repeat(math.nan)
+        rows = [tuple(map(features.get, names, nans)) for features in batch]
         try:
-            values = np.array(column, dtype=np.float64)
-            if values.ndim == 1 and not np.isinf(values).any():
-                return values
-        except (TypeError, ValueError):
-            pass
-        bad = next(
-            (
-                v
-                for v in column
-                if v is not None and (not isinstance(v, int | float) or not math.isfinite(v))
-            ),
-            column,
-        )
-        raise FeatureError(f"field {name!r} is continuous but has value {bad!r}")
+            flat = itertools.chain.from_iterable(rows)
+            values = np.fromiter(flat, dtype=np.float64, count=len(rows) * len(names))
+        except (TypeError, ValueError):  # None, strings, or worse: numpy's general path
+            try:
+                values = np.array(rows, dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError):
+                self._raise_not_a_number(rows)
+        if np.isinf(values).any():
+            self._raise_not_a_number(rows)
+        return values.reshape(len(rows), len(names))
 
-    def _scaled(self, f: int, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        missing = np.isnan(values)
-        clean = np.where(missing, 0.0, values)
-        x = (np.sign(clean) * np.log1p(np.abs(clean))).astype(np.float32)
-        x[missing] = 1.0
-        ids = np.where(missing, self._missing[f], self._value_id[f]).astype(np.int64)
-        return ids, x
+    def _raise_not_a_number(self, rows: list[tuple[Any, ...]]) -> NoReturn:
+        for c, f in enumerate(self._num.tolist()):
+            for v in (row[c] for row in rows):
+                if v is None or (isinstance(v, float) and math.isnan(v)):
+                    continue
+                try:
+                    number = float(v)
+                except (TypeError, ValueError):
+                    number = math.inf
+                if math.isinf(number):
+                    raise FeatureError(
+                        f"field {self._names[f]!r} is continuous but has value {v!r}"
+                    )
+        raise FeatureError(f"continuous fields {list(self._names)} could not be read as numbers")
 
     def _multi(
         self, f: int, name: str, column: Sequence[Any]

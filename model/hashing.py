@@ -2,9 +2,10 @@
 
 id = H(field, value): the value's UTF-8 bytes, trailing NUL bytes dropped and
 zero-padded to 8-byte words, folded word by word through the splitmix64
-finalizer, starting from xxh64(field) mixed with the byte length. Whole columns
-hash at once in numpy (ASCII values take a C-level fast path); one value at a
-time gives the same ids. Python's `hash()` is salted per process and is never
+finalizer, starting from xxh64(field) mixed with the byte length. Whole columns,
+or many fields' columns with a seed per value, hash at once in numpy (ASCII
+values are joined into one byte string and split at their lengths); one value
+at a time gives the same ids. Python's `hash()` is salted per process and is never
 used. Ids are the unsigned hashes reinterpreted as signed int64, the integer
 type torch and numpy index with.
 """
@@ -41,16 +42,17 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=4096)
-def _field_seed(field: str) -> np.uint64:
+def field_seed(field: str) -> np.uint64:
     return np.uint64(xxhash.xxh64_intdigest(field.encode()))
 
 
-def _fold(field: str, packed: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """packed: [n, width] uint8, zero-padded, width a multiple of 8; lengths: bytes used."""
+def _fold(seeds: np.uint64 | np.ndarray, packed: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """seeds: one field seed, or one per value; packed: [n, width] uint8, zero-padded,
+    width a multiple of 8; lengths: bytes used."""
     words = packed.view("<u8")
     n_words = (lengths + 7) // 8
     with np.errstate(over="ignore"):
-        h = mix64(_field_seed(field) ^ (lengths.astype(np.uint64) * GOLDEN))
+        h = mix64(seeds ^ (lengths.astype(np.uint64) * GOLDEN))
         for j in range(words.shape[1]):
             mixed = mix64(h ^ (words[:, j] + GOLDEN * np.uint64(j + 1)))
             h = np.where(j < n_words, mixed, h)
@@ -59,27 +61,44 @@ def _fold(field: str, packed: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 def feature_ids(field: str, values: Sequence[str]) -> np.ndarray:
     """int64 ids of `values` (strings) in `field`."""
+    return hash_strings(field_seed(field), values)
+
+
+def hash_strings(seeds: np.uint64 | np.ndarray, values: Sequence[str]) -> np.ndarray:
+    """int64 ids of `values` (strings) under their fields' seeds (`field_seed`): one for
+    all, or one per value, so many fields hash in one pass. TypeError when a value is
+    not a string."""
     n = len(values)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    try:
-        fixed = np.array(values, dtype="S")  # ASCII only; drops trailing NULs
-    except UnicodeEncodeError:
-        return _feature_ids_utf8(field, values)
-    width = -(-max(fixed.dtype.itemsize, 1) // 8) * 8
+    joined = "".join(values)
+    if not joined.isascii() or "\x00" in joined:
+        return _hash_utf8(seeds, values)
+    # ASCII: one byte per character, so the joined bytes split at the values' lengths.
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
+    data = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+    longest = int(lengths.max())
+    width = max(8, -(-longest // 8) * 8)
     packed = np.zeros((n, width), dtype=np.uint8)
-    packed[:, : fixed.dtype.itemsize] = fixed.view(np.uint8).reshape(n, -1)
-    return _fold(field, packed, np.char.str_len(fixed).astype(np.int64))
+    if len(data) == n * longest:  # all one length: a reshape
+        packed[:, :longest] = data.reshape(n, longest)
+    else:
+        starts = np.cumsum(lengths) - lengths
+        column = np.arange(longest)
+        used = column < lengths[:, None]
+        packed[:, :longest][used] = data[(starts[:, None] + column)[used]]
+    return _fold(seeds, packed, lengths)
 
 
-def _feature_ids_utf8(field: str, values: Sequence[str]) -> np.ndarray:
+def _hash_utf8(seeds: np.uint64 | np.ndarray, values: Sequence[str]) -> np.ndarray:
+    """Any text: each value's UTF-8 bytes with trailing NUL bytes dropped."""
     encoded = [v.encode("utf-8").rstrip(b"\x00") for v in values]
     lengths = np.array([len(b) for b in encoded], dtype=np.int64)
     width = max(8, int(-(-lengths.max() // 8) * 8))
     packed = np.zeros((len(encoded), width), dtype=np.uint8)
     for i, b in enumerate(encoded):
         packed[i, : len(b)] = np.frombuffer(b, dtype=np.uint8)
-    return _fold(field, packed, lengths)
+    return _fold(seeds, packed, lengths)
 
 
 def feature_id(field: str, value: str) -> int:

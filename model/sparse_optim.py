@@ -46,9 +46,9 @@ class SparseAdagrad:
     def step(self, params: torch.Tensor, state: torch.Tensor, grad: torch.Tensor) -> None:
         if self.l2:
             grad = grad + self.l2 * params
-        state.add_(grad * grad)
-        denom = (state + self.initial_accumulator).sqrt() + self.eps
-        params.sub_(self.lr * grad / denom)
+        state.addcmul_(grad, grad)
+        denom = state.add(self.initial_accumulator).sqrt_().add_(self.eps)
+        params.addcdiv_(grad, denom, value=-self.lr)
 
 
 @dataclass(frozen=True)

@@ -224,7 +224,7 @@ class OnlineTrainer:
         with torch.no_grad():
             assert params.grad is not None
             # Sparse optimizers take the gradient of the summed loss (per-example semantics).
-            grad = params.grad * batch.batch_size
+            grad = params.grad.mul_(batch.batch_size)
             new_params = params.detach()
             self.layout.optimizer.step(new_params, rows[:, p:], grad)
             rows[:, :p] = new_params

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-from rocksdict import AccessType, Checkpoint, Options, Rdict, WriteBatch
+from rocksdict import AccessType, Checkpoint, Options, Rdict, WriteBatch, WriteOptions
 
 from store.errors import StoreError, StoreFullError, StoreLockedError, StoreSchemaError
 from store.options import RocksOptions
@@ -29,6 +30,10 @@ _META = b"m:meta"
 _POSITION = b"m:position"
 FORMAT = 2
 _BATCH = 100_000
+_STALL_POLL_S = 0.005
+# A stall during which RocksDB keeps reporting background errors (a flush that keeps
+# failing) is given up on after this long; one without errors is waited out.
+_STALL_LIMIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,11 @@ class RowStore:
         self.width = width
         self.read_only = read_only
         self._db = _open(path, (options or RocksOptions()).to_options(), read_only)
+        if not read_only:
+            # Stalls are waited out in `_apply`, not inside RocksDB (see there).
+            write_options = WriteOptions()
+            write_options.no_slowdown = True
+            self._db.set_write_options(write_options)
         self._check_schema()
 
     def _check_schema(self) -> None:
@@ -123,17 +133,16 @@ class RowStore:
         records["seen"] = -1 if seen is None else seen
         data = records.tobytes()
         step = records.dtype.itemsize
-        batch = WriteBatch(raw_mode=True)
-        for i, key in enumerate(row_keys(ids)):
-            batch.put(key, data[i * step : (i + 1) * step])
-            batch.put(CHANGED + key[1:], b"")
-        for key in row_keys(deleted) if deleted is not None else ():
-            batch.delete(key)
-            batch.put(CHANGED + key[1:], b"")
+        keys = row_keys(ids)
+        puts = [(key, data[i * step : (i + 1) * step]) for i, key in enumerate(keys)]
+        gone = row_keys(deleted) if deleted is not None else []
+        puts += [(CHANGED + key[1:], b"") for key in keys + gone]
         if position is not None:
-            batch.put(_POSITION, json.dumps(dict(position), sort_keys=True).encode())
+            puts.append((_POSITION, json.dumps(dict(position), sort_keys=True).encode()))
         try:
-            self._db.write(batch)
+            self._apply(puts, gone)
+        except StoreError:
+            raise
         except Exception as exc:
             if "No space left" in str(exc):
                 raise StoreFullError(
@@ -171,12 +180,11 @@ class RowStore:
             n_trimmed = len(victims)
         doomed = ids[drop]
         for start in range(0, len(doomed), _BATCH):
-            batch = WriteBatch(raw_mode=True)
-            for key in row_keys(doomed[start : start + _BATCH]):
-                batch.delete(key)
-                batch.put(CHANGED + key[1:], b"")
+            keys = row_keys(doomed[start : start + _BATCH])
             try:
-                self._db.write(batch)
+                self._apply([(CHANGED + key[1:], b"") for key in keys], keys)
+            except StoreError:
+                raise
             except Exception as exc:
                 raise StoreError(f"deleting evicted rows from {self.path} failed: {exc}") from exc
         return Eviction(n_expired, n_trimmed, doomed, len(ids) - len(doomed))
@@ -203,9 +211,52 @@ class RowStore:
         try:
             Checkpoint(self._db).create_checkpoint(str(dest))
             # The next delta starts here; no write can come between (one writer).
-            self._db.delete_range(CHANGED, CHANGED[:-1] + bytes([CHANGED[-1] + 1]))
+            self._apply([], [], (CHANGED, CHANGED[:-1] + bytes([CHANGED[-1] + 1])))
+        except StoreError:
+            raise
         except Exception as exc:
             raise StoreError(f"checkpointing {self.path} into {dest} failed: {exc}") from exc
+
+    def _apply(
+        self,
+        puts: Sequence[tuple[bytes, bytes]],
+        deletes: Sequence[bytes] = (),
+        delete_range: tuple[bytes, bytes] | None = None,
+    ) -> None:
+        """Writes one atomic batch (the deletes after the puts), retrying while RocksDB
+        stalls writes (memtables waiting for a flush). The wait is here because a writer
+        stalled inside RocksDB is never woken when the flush it waits for then fails on
+        a full disk: the process would hang where it should report the disk full, which
+        the next attempt here does. rocksdict consumes a batch even when its write
+        fails: each attempt builds its own."""
+        stalled_since: float | None = None
+        errors = 0
+        while True:
+            batch = WriteBatch(raw_mode=True)
+            if delete_range is not None:
+                batch.delete_range(*delete_range)
+            for key, value in puts:
+                batch.put(key, value)
+            for key in deletes:
+                batch.delete(key)
+            try:
+                self._db.write(batch)
+                return
+            except Exception as exc:
+                if "stall" not in str(exc).lower():
+                    raise
+                now = time.monotonic()
+                if stalled_since is None:
+                    stalled_since, errors = now, self._background_errors()
+                elif now - stalled_since > _STALL_LIMIT_S and self._background_errors() > errors:
+                    raise StoreError(
+                        f"writes to {self.path} have been stopped for {now - stalled_since:.0f} s "
+                        f"while RocksDB's background work keeps failing (see {self.path}/LOG)"
+                    ) from exc
+            time.sleep(_STALL_POLL_S)
+
+    def _background_errors(self) -> int:
+        return int(self._db.property_int_value("rocksdb.background-errors") or 0)
 
     def close(self) -> None:
         self._db.close()

@@ -15,7 +15,7 @@ from model.features import (
     bucket_codes,
     infer_schema,
 )
-from model.hashing import MISSING, VALUE, feature_id, feature_ids
+from model.hashing import MISSING, VALUE, feature_id, feature_ids, field_seed, hash_strings
 
 SCHEMA = FeatureSchema(
     (
@@ -139,6 +139,82 @@ def test_batched_encoding_equals_one_at_a_time() -> None:
 
 
 SCHEMA_WIDTH = len(SCHEMA.fields)
+
+WIDE = FeatureSchema(
+    (
+        FieldSpec("a"),
+        FieldSpec("b"),
+        FieldSpec("c"),
+        FieldSpec("n", "continuous"),
+        FieldSpec("m", "continuous"),
+        FieldSpec("p", "continuous", "scaled"),
+    )
+)
+
+
+def _expected_id(field: FieldSpec, value: object) -> int:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return feature_id(field.name, MISSING)
+    if field.kind == "categorical":
+        return feature_id(field.name, str(value))
+    if field.continuous == "scaled":
+        return feature_id(field.name, VALUE)
+    return feature_id(field.name, str(bucket_codes(np.array([float(str(value))]))[0]))
+
+
+def test_many_fields_at_once_give_each_value_its_own_fields_id() -> None:
+    rng = np.random.default_rng(1)
+    odd: list[object] = [None, 17, "café", "x\x00", "", "a" * 30]
+    events = []
+    for i in range(300):
+        e: dict[str, object] = {"a": f"a{rng.integers(40)}", "c": "c" * int(rng.integers(1, 20))}
+        e["b"] = odd[i % len(odd)] if i % 4 == 0 else f"b{rng.integers(9)}"
+        e["n"] = float(rng.integers(0, 1000))
+        if i % 3:
+            e["m"] = "42" if i % 5 == 0 else int(rng.integers(-50, 50))
+        e["p"] = float(rng.normal())
+        events.append({k: v for k, v in e.items() if v is not None})
+    enc = FeatureEncoder(WIDE)
+    batch = enc.encode(events)
+    width = batch.single_fields
+    assert (width, batch.num_fields) == (6, 6)
+    for i, e in enumerate(events):
+        got = batch.ids[i * width : (i + 1) * width].tolist()
+        assert got == [_expected_id(f, e.get(f.name)) for f in enc.fields], e
+        p = float(str(e["p"]))
+        assert batch.x[i * width + 5] == pytest.approx(np.sign(p) * np.log1p(abs(p)))
+
+
+@pytest.mark.parametrize(
+    ("bad", "words"),
+    [
+        ({"b": 2.5}, "field 'b' is categorical but has value 2.5"),
+        ({"c": True}, "field 'c' is categorical but has value True"),
+        ({"m": "lots"}, "field 'm' is continuous but has value 'lots'"),
+        ({"m": float("-inf")}, "field 'm' is continuous but has value -inf"),
+    ],
+)
+def test_a_bad_value_among_many_fields_is_named_by_its_field(
+    bad: dict[str, object], words: str
+) -> None:
+    good = {"a": "x", "b": "y", "c": "z", "n": 1, "m": 2, "p": 0.5}
+    with pytest.raises(FeatureError) as info:
+        FeatureEncoder(WIDE).encode([good, good, {**good, **bad}, good])
+    assert words in str(info.value)
+
+
+def test_hashing_many_fields_at_once_equals_field_by_field() -> None:
+    values = ["u42", "", "a" * 8, "a" * 9, "x" * 40, "café", "\x00missing", "b\x00"]
+    fields = ["f", "g", "h"]
+    flat = [v for v in values for _ in fields]
+    seeds = np.array([field_seed(f) for _ in values for f in fields], dtype=np.uint64)
+    expected = [feature_id(f, v) for v in values for f in fields]
+    assert hash_strings(seeds, flat).tolist() == expected
+    ascii_only = [v for v in flat if v.isascii() and "\x00" not in v]
+    keep = [i for i, v in enumerate(flat) if v in ascii_only]
+    assert hash_strings(seeds[keep], ascii_only).tolist() == [expected[i] for i in keep]
+    with pytest.raises(TypeError):
+        hash_strings(seeds[:2], ["a", None])  # type: ignore[list-item]
 
 
 def test_schema_inference() -> None:

@@ -145,6 +145,24 @@ def test_kill_9_at_random_moments_leaves_rows_matching_the_recorded_position(
     assert last > 0
 
 
+def test_writes_faster_than_flushes_wait_out_the_stalls_and_all_land(tmp_path: Path) -> None:
+    # A 1 MiB write buffer and ~0.5 MiB batches: RocksDB stops writes while memtables
+    # wait for their flush many times over; every row and the last position must land.
+    store = RowStore(tmp_path / "db", W, RocksOptions(write_buffer_mb=1, block_cache_mb=1))
+    rng = np.random.default_rng(0)
+    steps, n = 40, 20_000
+    last = np.empty((0, W), dtype=np.float32)
+    for step in range(steps):
+        last = rng.random((n, W), dtype=np.float32)
+        store.write(np.arange(step * n, (step + 1) * n, dtype=np.int64), last, {"step": step})
+    assert store.count() == steps * n
+    assert store.position() == {"step": steps - 1}
+    rows, found = store.get(np.arange((steps - 1) * n, steps * n, dtype=np.int64))
+    assert found.all()
+    np.testing.assert_array_equal(rows, last)
+    store.close()
+
+
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs (needs root and mount rights, as CI and the dev machines have)."""
