@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from stream.errors import RecordError
-from stream.events import Click, Impression, LabeledEvent
+from stream.events import CLICKS, IMPRESSIONS, Click, Impression, LabeledEvent
 from stream.joiner import JoinConfig, JoinerCore, LateClick, Output, join_raw
 from stream.simulate import SimulationConfig, Simulator
 
@@ -97,6 +97,20 @@ def test_click_one_ms_after_the_window_is_late_and_the_label_stays_zero() -> Non
     assert out == [LateClick("a", 0, W + 1)]
     assert labels(core.advance_to(W + 200)) == [("a", 0)]
     assert core.stats.late_clicks == 1 and core.stats.labels_positive == 0
+
+
+def test_an_idle_input_moves_on_alone_and_the_other_still_holds_the_watermark() -> None:
+    core = JoinerCore(CONFIG)
+    for rid, ts in (("a", 0), ("clicked-later", 10), ("never", 20)):
+        core.impression(imp(rid, ts))
+    core.click(Click("a", 5))
+    # The impressions go idle: their event time moves on, the clicks' stays at 5.
+    assert core.advance_to(10 * W, [IMPRESSIONS]) == []
+    assert core.watermark == 5 - CONFIG.allowed_lateness_ms
+    assert labels(core.click(Click("clicked-later", W))) == [("clicked-later", 1)]
+    assert core.pending == 1
+    # Once the clicks go idle as well, the last window closes.
+    assert labels(core.advance_to(10 * W, [CLICKS])) == [("never", 0)]
 
 
 def test_click_after_the_label_was_emitted_is_a_late_correction() -> None:
