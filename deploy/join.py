@@ -83,7 +83,6 @@ class JoinDaemon:
         metrics: JoinMetrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._topics = topics
         self._settings = settings
         self._metrics = metrics
         self._clock = clock
@@ -91,7 +90,8 @@ class JoinDaemon:
             join, settings.max_record_bytes, int(settings.max_skew_hours * 3_600_000)
         )
         counts = partition_counts(options, topics)
-        self._logical = {topics.impressions: IMPRESSIONS, topics.clicks: CLICKS}
+        self._topic_of = {IMPRESSIONS: topics.impressions, CLICKS: topics.clicks}
+        self._logical = {topic: logical for logical, topic in self._topic_of.items()}
         outputs = {LABELED: topics.labeled, CORRECTIONS: topics.corrections}
         outputs[DEAD_LETTER] = topics.dead_letter
         self._io = JoinIO(options, outputs, topics.join_changelog, counts)
@@ -192,8 +192,7 @@ class JoinDaemon:
         return []
 
     def _inputs(self, p: int) -> list[tuple[TopicPartition, str]]:
-        names = {logical: topic for topic, logical in self._logical.items()}
-        return [(TopicPartition(names[t], p), t) for t in (IMPRESSIONS, CLICKS)]
+        return [(TopicPartition(topic, p), logical) for logical, topic in self._topic_of.items()]
 
     def _caught_up(self, tp: TopicPartition) -> bool:
         """Whether everything the broker last reported for tp has been read; unknown
@@ -302,8 +301,7 @@ class JoinDaemon:
             )
         stored = self._state.progress(p)
         progress = stored[0] if stored else None
-        names = {IMPRESSIONS: self._topics.impressions, CLICKS: self._topics.clicks}
-        task = JoinTask(p, self._config, names, progress)
+        task = JoinTask(p, self._config, self._topic_of, progress)
         if progress is not None:
             self._state.load_into(p, task.core, progress.times)
         return task

@@ -122,17 +122,20 @@ class FeatureEncoder:
         self._value_id = np.array([feature_id(f.name, VALUE) for f in self.fields])
         self._seeds = np.array([field_seed(f.name) for f in self.fields], dtype=np.uint64)
 
-        def of(kind: Kind, mode: ContinuousMode | None = None) -> np.ndarray:
-            picked = [
-                i
-                for i, f in enumerate(self.fields)
-                if f.kind == kind and (mode is None or f.continuous == mode)
-            ]
-            return np.array(picked, dtype=np.int64)
+        def of(kind: Kind) -> np.ndarray:
+            return np.array(
+                [i for i, f in enumerate(self.fields) if f.kind == kind], dtype=np.int64
+            )
 
         self._cat, self._num = of("categorical"), of("continuous")
-        self._buckets_at = of("continuous", "bucket")
-        self._scaled_at = of("continuous", "scaled")
+        self._cat_names = [self._names[f] for f in self._cat.tolist()]
+        self._num_names = [self._names[f] for f in self._num.tolist()]
+        # Columns of the [B, N] continuous values, by mode, and their fields.
+        modes = np.array([self.fields[f].continuous for f in self._num.tolist()], dtype=object)
+        self._bucket_cols = np.flatnonzero(modes == "bucket")
+        self._scaled_cols = np.flatnonzero(modes == "scaled")
+        self._buckets_at = self._num[self._bucket_cols]
+        self._scaled_at = self._num[self._scaled_cols]
 
     def encode(self, batch: Sequence[Mapping[str, Any]]) -> EncodedBatch:
         n_fields, single, b = len(self._names), self._single, len(batch)
@@ -157,9 +160,9 @@ class FeatureEncoder:
             single_fields=single,
         )
 
-    def _rows(self, batch: Sequence[Mapping[str, Any]], at: np.ndarray) -> list[tuple[Any, ...]]:
-        """The values of fields `at`, one tuple per event, None where missing."""
-        names = [self._names[f] for f in at.tolist()]
+    @staticmethod
+    def _rows(batch: Sequence[Mapping[str, Any]], names: list[str]) -> list[tuple[Any, ...]]:
+        """The values of fields `names`, one tuple per event, None where missing."""
         if len(names) > 1:
             try:  # one C-level call per event when every field is present (the common case)
                 return list(map(operator.itemgetter(*names), batch))
@@ -169,7 +172,7 @@ class FeatureEncoder:
 
     def _categorical(self, batch: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Ids [B, C] of the categorical fields."""
-        flat = list(itertools.chain.from_iterable(self._rows(batch, self._cat)))
+        flat = list(itertools.chain.from_iterable(self._rows(batch, self._cat_names)))
         seeds = np.tile(self._seeds[self._cat], len(batch))
         width = len(self._cat)
         try:
@@ -196,20 +199,17 @@ class FeatureEncoder:
     ) -> None:
         """Fills the continuous fields' columns of ids and x."""
         values = self._numbers(batch)
-        column = {int(f): c for c, f in enumerate(self._num.tolist())}
         if len(self._buckets_at):
-            cols = [column[f] for f in self._buckets_at.tolist()]
-            ids[:, self._buckets_at] = self._buckets(
-                self._buckets_at, bucket_codes(values[:, cols])
-            )
+            codes = bucket_codes(values[:, self._bucket_cols])
+            ids[:, self._buckets_at] = self._buckets(self._buckets_at, codes)
         if len(self._scaled_at):
-            scaled = values[:, [column[f] for f in self._scaled_at.tolist()]]
+            at = self._scaled_at
+            scaled = values[:, self._scaled_cols]
             missing = np.isnan(scaled)
             clean = np.where(missing, 0.0, scaled)
             xs = (np.sign(clean) * np.log1p(np.abs(clean))).astype(np.float32)
             xs[missing] = 1.0
-            x[:, self._scaled_at] = xs
-            at = self._scaled_at
+            x[:, at] = xs
             ids[:, at] = np.where(missing, self._missing[at], self._value_id[at])
 
     def _buckets(self, at: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -225,7 +225,7 @@ class FeatureEncoder:
     def _numbers(self, batch: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """The continuous fields as float64 [B, N], NaN where missing; a non-number is an
         error naming the field. Numeric strings are read as numbers."""
-        names = [self._names[f] for f in self._num.tolist()]
+        names = self._num_names
         nans = itertools.repeat(math.nan)
         rows = [tuple(map(features.get, names, nans)) for features in batch]
         try:
@@ -241,7 +241,7 @@ class FeatureEncoder:
         return values.reshape(len(rows), len(names))
 
     def _raise_not_a_number(self, rows: list[tuple[Any, ...]]) -> NoReturn:
-        for c, f in enumerate(self._num.tolist()):
+        for c, name in enumerate(self._num_names):
             for v in (row[c] for row in rows):
                 if v is None or (isinstance(v, float) and math.isnan(v)):
                     continue
@@ -250,10 +250,8 @@ class FeatureEncoder:
                 except (TypeError, ValueError):
                     number = math.inf
                 if math.isinf(number):
-                    raise FeatureError(
-                        f"field {self._names[f]!r} is continuous but has value {v!r}"
-                    )
-        raise FeatureError(f"continuous fields {list(self._names)} could not be read as numbers")
+                    raise FeatureError(f"field {name!r} is continuous but has value {v!r}")
+        raise FeatureError(f"continuous fields {self._num_names} could not be read as numbers")
 
     def _multi(
         self, f: int, name: str, column: Sequence[Any]

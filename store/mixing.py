@@ -1,4 +1,5 @@
-"""splitmix64's finalizer over uint64 arrays: the store's one hash for sketches and tables."""
+"""splitmix64 over uint64 arrays: the store's one hash, for the admission sketches
+(`store` does not import `model`, whose `hashing.splitmix64` is the same function)."""
 
 from __future__ import annotations
 

@@ -141,8 +141,6 @@ class RowStore:
             puts.append((_POSITION, json.dumps(dict(position), sort_keys=True).encode()))
         try:
             self._apply(puts, gone)
-        except StoreError:
-            raise
         except Exception as exc:
             if "No space left" in str(exc):
                 raise StoreFullError(
@@ -183,8 +181,6 @@ class RowStore:
             keys = row_keys(doomed[start : start + _BATCH])
             try:
                 self._apply([(CHANGED + key[1:], b"") for key in keys], keys)
-            except StoreError:
-                raise
             except Exception as exc:
                 raise StoreError(f"deleting evicted rows from {self.path} failed: {exc}") from exc
         return Eviction(n_expired, n_trimmed, doomed, len(ids) - len(doomed))
@@ -212,8 +208,6 @@ class RowStore:
             Checkpoint(self._db).create_checkpoint(str(dest))
             # The next delta starts here; no write can come between (one writer).
             self._apply([], [], (CHANGED, CHANGED[:-1] + bytes([CHANGED[-1] + 1])))
-        except StoreError:
-            raise
         except Exception as exc:
             raise StoreError(f"checkpointing {self.path} into {dest} failed: {exc}") from exc
 
@@ -249,9 +243,10 @@ class RowStore:
                 if stalled_since is None:
                     stalled_since, errors = now, self._background_errors()
                 elif now - stalled_since > _STALL_LIMIT_S and self._background_errors() > errors:
-                    raise StoreError(
-                        f"writes to {self.path} have been stopped for {now - stalled_since:.0f} s "
-                        f"while RocksDB's background work keeps failing (see {self.path}/LOG)"
+                    # Plain, like RocksDB's own errors: each caller says what failed.
+                    raise RuntimeError(
+                        f"writes stopped for {now - stalled_since:.0f} s while RocksDB's "
+                        f"background work keeps failing (see {self.path}/LOG)"
                     ) from exc
             time.sleep(_STALL_POLL_S)
 
