@@ -72,11 +72,11 @@ class InMemoryEmbeddings:
 
     def lookup(self, ids: torch.Tensor, create: bool = True) -> torch.Tensor:
         keys = ids.cpu().numpy()
-        slots, stops = self._slots.locate(keys)
+        slots = self._slots.get(keys)
         unknown = np.flatnonzero(slots < 0)
         if create:
             if len(unknown):
-                slots[unknown] = self._admit(keys[unknown], stops[unknown])
+                slots[unknown] = self._admit(keys[unknown])
             where = torch.from_numpy(slots).to(self._device)
             self._last = (ids, where)
             return self._slab.index_select(0, where)
@@ -98,9 +98,8 @@ class InMemoryEmbeddings:
             slots = torch.from_numpy(found).to(self._device)
         self._slab.index_copy_(0, slots, rows.to(self._slab.device, torch.float32))
 
-    def _admit(self, keys: np.ndarray, stops: np.ndarray | None) -> np.ndarray:
-        """Stores the initial rows of new distinct `keys` (`stops`: where their lookup
-        probes ended); returns their slots."""
+    def _admit(self, keys: np.ndarray) -> np.ndarray:
+        """Stores the initial rows of new distinct `keys`; returns their slots."""
         first = len(self._slots)
         needed = first + len(keys)
         if needed > self._slab.shape[0]:
@@ -112,9 +111,8 @@ class InMemoryEmbeddings:
             grown[: self._slab.shape[0]] = self._slab
             self._slab = grown
             self._slots.grow(capacity)
-            stops = None
         init = torch.from_numpy(initial_rows(keys, self._layout, self._seed))
         self._slab[first:needed] = init.to(self._device)
         slots = np.arange(first, needed, dtype=np.int64)
-        self._slots.put(keys, slots, stops)
+        self._slots.put(keys, slots)
         return slots

@@ -20,11 +20,13 @@ import math
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal, NoReturn
 
 import numpy as np
 
 from model.errors import FeatureError
+from model.grouping import UniqueEntries, unique_entries
 from model.hashing import MISSING, VALUE, feature_id, feature_ids, field_seed, hash_strings
 
 Kind = Literal["categorical", "continuous", "multi"]
@@ -91,6 +93,22 @@ class EncodedBatch:
     num_fields: int
     single_fields: int
 
+    @cached_property
+    def entries(self) -> UniqueEntries:
+        """The entries grouped by id. The encoder groups them once, and scoring,
+        learning and every model trained on the batch share the grouping."""
+        return unique_entries(self.ids)
+
+    @cached_property
+    def x_by_id(self) -> np.ndarray:
+        """x in the order of `entries.order`: the values of the step's transpose."""
+        return np.take(self.x, self.entries.order)
+
+    @cached_property
+    def unit_x(self) -> bool:
+        """Whether every x is 1 (all values categorical): gathers skip multiplying by x."""
+        return bool((self.x == 1.0).all())
+
 
 def bucket_codes(values: np.ndarray) -> np.ndarray:
     """Criteo winners' log-square buckets for counts, as integer codes (NaN = missing -> -1).
@@ -151,7 +169,7 @@ class FeatureEncoder:
             name = self._names[f]
             m_ids, m_x, row = self._multi(f, name, [features.get(name) for features in batch])
             multi.append((m_ids, m_x, row * n_fields + f))
-        return EncodedBatch(
+        encoded = EncodedBatch(
             ids=np.concatenate([ids.ravel(), *(m[0] for m in multi)]),
             x=np.concatenate([x.ravel(), *(m[1] for m in multi)]),
             slot=np.concatenate([slot.ravel(), *(m[2] for m in multi)]),
@@ -159,6 +177,10 @@ class FeatureEncoder:
             num_fields=n_fields,
             single_fields=single,
         )
+        # Grouping depends on the batch alone: it is part of encoding, done once.
+        encoded.x_by_id  # noqa: B018
+        encoded.unit_x  # noqa: B018
+        return encoded
 
     @staticmethod
     def _rows(batch: Sequence[Mapping[str, Any]], names: list[str]) -> list[tuple[Any, ...]]:

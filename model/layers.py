@@ -20,6 +20,7 @@ class SparseBatch:
     `transpose` (optional) is the sparse CSR matrix [U, N] holding x at (index[n], n):
     the gradient of the gathered entries times it is the gradient of the rows, a
     parallel sparse matmul where the default backward scatters entry by entry.
+    `unit_x`: every x is 1, so gathered rows need no multiplying.
     """
 
     index: torch.Tensor
@@ -29,10 +30,12 @@ class SparseBatch:
     num_fields: int
     single_fields: int = 0
     transpose: torch.Tensor | None = None
+    unit_x: bool = False
 
 
 def _weighted_rows(values: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
-    return values.index_select(0, batch.index) * batch.x[:, None]
+    rows = values.index_select(0, batch.index)
+    return rows if batch.unit_x else rows.mul_(batch.x[:, None])
 
 
 class _Gather(torch.autograd.Function):
@@ -58,11 +61,11 @@ def pooled(values: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
     """Σ x·values per (example, field): [U, D] row values -> [B, F, D] field embeddings."""
     b, f, d = batch.batch_size, batch.num_fields, values.shape[1]
     per_entry = gathered(values, batch)
+    if batch.single_fields == f:
+        return per_entry.view(b, f, d)
     head = b * batch.single_fields
     # Single-valued fields need no scatter: their entries already are [B, F_single, D].
     single = per_entry[:head].view(b, batch.single_fields, d)
-    if batch.single_fields == f:
-        return single
     out = per_entry.new_zeros((b * f, d))
     out.index_add_(0, batch.slot[head:], per_entry[head:])
     out = out.view(b, f, d)
@@ -71,9 +74,10 @@ def pooled(values: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
 
 def linear_term(w: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
     """Σ_i w_i x_i per example: [U] order-1 weights -> [B]."""
-    per_entry = gathered(w[:, None], batch)[:, 0]
+    per_entry = gathered(w[:, None], batch).view(-1)
     head = batch.batch_size * batch.single_fields
-    out = per_entry[:head].view(batch.batch_size, batch.single_fields).sum(dim=1)
+    single = per_entry if head == len(per_entry) else per_entry[:head]
+    out = single.view(batch.batch_size, batch.single_fields).sum(dim=1)
     if head < len(per_entry):
         example = torch.div(batch.slot[head:], batch.num_fields, rounding_mode="floor")
         out = out.index_add(0, example, per_entry[head:])

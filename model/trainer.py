@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from model.embeddings import EmbeddingSource, InMemoryEmbeddings
 from model.features import EncodedBatch
-from model.hashing import splitmix64
+from model.grouping import unique_entries
 from model.layers import SparseBatch
 from model.rows import RowLayout
 from model.sparse_optim import make_sparse_optimizer
@@ -75,55 +75,6 @@ def _dense_optimizer(model: CTRModel, config: TrainerConfig) -> torch.optim.Opti
     return torch.optim.Adam(groups, fused=True)
 
 
-@dataclass(frozen=True)
-class UniqueEntries:
-    """The distinct ids of a batch's entries (in an order fixed by their hashes) and
-    where each sits: `inverse` [N] maps entries to unique ids; `order` [N] lists the
-    entries grouped by id, the group of unique id u being
-    order[starts[u]:starts[u + 1]], ascending."""
-
-    unique: np.ndarray
-    inverse: np.ndarray
-    order: np.ndarray
-    starts: np.ndarray
-
-
-def unique_entries(ids: np.ndarray) -> UniqueEntries:
-    """Groups entries by id with one sort of packed uint64 keys, (hash of the id, entry
-    position): about twice as fast as numpy's argsort of the ids, and entries come out
-    ascending within each group. Two ids whose hashes share the kept high bits would
-    split a group; then the slower exact grouping runs instead."""
-    n = len(ids)
-    bits = np.uint64(max(1, (n - 1).bit_length()))
-    keys = (splitmix64(ids.view(np.uint64)) >> bits) << bits
-    keys |= np.arange(n, dtype=np.uint64)
-    keys.sort()
-    order = (keys & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64)
-    entries = _grouped(ids, order)
-    prefixes = keys >> bits
-    if len(entries.unique) == 1 + np.count_nonzero(prefixes[1:] != prefixes[:-1]):
-        return entries
-    return _exact_unique_entries(ids)
-
-
-def _grouped(ids: np.ndarray, order: np.ndarray) -> UniqueEntries:
-    """The groups of `order`, a permutation of the entries that puts equal ids side by side."""
-    n = len(ids)
-    ordered = ids[order]
-    first = np.empty(n, dtype=bool)
-    first[:1] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    inverse = np.empty(n, dtype=np.int64)
-    inverse[order] = np.cumsum(first) - 1
-    starts = np.append(np.flatnonzero(first), n)
-    return UniqueEntries(ordered[first], inverse, order, starts)
-
-
-def _exact_unique_entries(ids: np.ndarray) -> UniqueEntries:
-    # A stable sort keeps entries ascending within each group.
-    return _grouped(ids, np.argsort(ids, kind="stable"))
-
-
 class IdFilter(Protocol):
     """Decides which id an entry reads (e.g. admission: a shared row until an id is
     frequent enough); `count` is true when learning, false when scoring."""
@@ -163,31 +114,33 @@ class OnlineTrainer:
     def _gather(
         self, batch: EncodedBatch, create: bool
     ) -> tuple[torch.Tensor, torch.Tensor, SparseBatch]:
-        raw = batch.ids
+        entries, x_by_id = batch.entries, batch.x_by_id
         if self.id_filter is not None:
-            raw = self.id_filter(raw, batch.slot % batch.num_fields, count=create)
-        entries = unique_entries(raw)
+            raw = self.id_filter(batch.ids, batch.slot % batch.num_fields, count=create)
+            if not np.array_equal(raw, batch.ids):
+                entries = unique_entries(raw)
+                x_by_id = batch.x[entries.order]
         unique = torch.from_numpy(entries.unique)
         rows = self.source.lookup(unique, create=create)
-        x = torch.from_numpy(batch.x).to(self.device)
         transpose = None
         if create and self.device.type == "cpu":
             # On CUDA the default backward's atomic scatter is already fast.
             transpose = torch.sparse_csr_tensor(
                 torch.from_numpy(entries.starts),
                 torch.from_numpy(entries.order),
-                x.index_select(0, torch.from_numpy(entries.order)),
-                size=(len(entries.unique), len(raw)),
+                torch.from_numpy(x_by_id),
+                size=(len(entries.unique), len(batch.ids)),
                 check_invariants=False,
             )
         sparse = SparseBatch(
             index=torch.from_numpy(entries.inverse).to(self.device),
-            x=x,
+            x=torch.from_numpy(batch.x).to(self.device),
             slot=torch.from_numpy(batch.slot).to(self.device),
             batch_size=batch.batch_size,
             num_fields=batch.num_fields,
             single_fields=batch.single_fields,
             transpose=transpose,
+            unit_x=batch.unit_x,
         )
         return unique, rows, sparse
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-import model.trainer as trainer_module
+import model.grouping as grouping_module
+from model.grouping import UniqueEntries, unique_entries
 from model.layers import (
     SparseBatch,
     fm_interaction,
@@ -16,7 +17,6 @@ from model.layers import (
     pooled,
 )
 from model.mlp import MLP, KeepDropout
-from model.trainer import UniqueEntries, unique_entries
 
 
 def _reference(mlp: MLP, x: torch.Tensor, masks: list[torch.Tensor]) -> torch.Tensor:
@@ -100,7 +100,7 @@ def test_unique_entries_fall_back_to_exact_grouping_when_hashes_collide(
     want = _groups(unique_entries(ids))
     assert sorted(want) == sorted(set(ids.tolist()))
     # Every id hashing alike: the packed sort interleaves ids, and the check notices.
-    monkeypatch.setattr(trainer_module, "splitmix64", lambda x: np.zeros_like(x))
+    monkeypatch.setattr(grouping_module, "splitmix64", lambda x: np.zeros_like(x))
     collided = unique_entries(ids)
     assert _groups(collided) == want
     assert collided.unique[collided.inverse].tolist() == ids.tolist()
