@@ -95,8 +95,8 @@ class EncodedBatch:
 
     @cached_property
     def entries(self) -> UniqueEntries:
-        """The entries grouped by id. The encoder groups them once, and scoring,
-        learning and every model trained on the batch share the grouping."""
+        """The entries grouped by id: computed on first use, then shared by scoring,
+        learning and every model trained on the batch."""
         return unique_entries(self.ids)
 
     @cached_property
@@ -169,7 +169,7 @@ class FeatureEncoder:
             name = self._names[f]
             m_ids, m_x, row = self._multi(f, name, [features.get(name) for features in batch])
             multi.append((m_ids, m_x, row * n_fields + f))
-        encoded = EncodedBatch(
+        return EncodedBatch(
             ids=np.concatenate([ids.ravel(), *(m[0] for m in multi)]),
             x=np.concatenate([x.ravel(), *(m[1] for m in multi)]),
             slot=np.concatenate([slot.ravel(), *(m[2] for m in multi)]),
@@ -177,10 +177,6 @@ class FeatureEncoder:
             num_fields=n_fields,
             single_fields=single,
         )
-        # Grouping depends on the batch alone: it is part of encoding, done once.
-        encoded.x_by_id  # noqa: B018
-        encoded.unit_x  # noqa: B018
-        return encoded
 
     @staticmethod
     def _rows(batch: Sequence[Mapping[str, Any]], names: list[str]) -> list[tuple[Any, ...]]:

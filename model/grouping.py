@@ -4,17 +4,20 @@ backward sums over)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
+from numba import njit
 
-from model.hashing import splitmix64
+from model.probing import home, table_size
 
 
 @dataclass(frozen=True)
 class UniqueEntries:
-    """The distinct ids of a batch's entries (in an order fixed by their hashes) and
-    where each sits: `inverse` [N] maps entries to unique ids; `order` [N] lists the
+    """The distinct ids of a batch's entries, in order of first appearance, and where
+    each sits: `inverse` [N] maps entries to unique ids; `order` [N] lists the
     entries grouped by id, the group of unique id u being
     order[starts[u]:starts[u + 1]], ascending."""
 
@@ -24,37 +27,44 @@ class UniqueEntries:
     starts: np.ndarray
 
 
+_Grouped = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _group_py(ids: np.ndarray, mask: int) -> _Grouped:
+    """One pass numbers the ids through a hash table of (key, group) cells sized to
+    the batch (it stays in cache); a counting sort then lists each group's entries."""
+    n = len(ids)
+    cells = np.full((mask + 1, 2), -1, np.int64)
+    unique = np.empty(n, np.int64)
+    inverse = np.empty(n, np.int64)
+    starts = np.zeros(n + 1, np.int64)
+    groups = 0
+    for i in range(n):
+        key = ids[i]
+        p = home(key, mask)
+        while cells[p, 1] >= 0 and cells[p, 0] != key:
+            p = (p + 1) & mask
+        if cells[p, 1] < 0:
+            cells[p, 0] = key
+            cells[p, 1] = groups
+            unique[groups] = key
+            groups += 1
+        inverse[i] = cells[p, 1]
+        starts[cells[p, 1] + 1] += 1
+    starts = np.cumsum(starts[: groups + 1])
+    fill = starts[:groups].copy()
+    order = np.empty(n, np.int64)
+    for i in range(n):
+        order[fill[inverse[i]]] = i
+        fill[inverse[i]] += 1
+    return unique[:groups].copy(), inverse, order, starts
+
+
+_group = cast(Callable[[np.ndarray, int], _Grouped], njit(cache=True)(_group_py))
+
+
 def unique_entries(ids: np.ndarray) -> UniqueEntries:
-    """Groups entries by id with one sort of packed uint64 keys, (hash of the id, entry
-    position): about twice as fast as numpy's argsort of the ids, and entries come out
-    ascending within each group. Two ids whose hashes share the kept high bits would
-    split a group; then the slower exact grouping runs instead."""
-    n = len(ids)
-    bits = np.uint64(max(1, (n - 1).bit_length()))
-    keys = (splitmix64(ids.view(np.uint64)) >> bits) << bits
-    keys |= np.arange(n, dtype=np.uint64)
-    keys.sort()
-    order = (keys & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64)
-    entries = _grouped(ids, order)
-    prefixes = keys >> bits
-    if len(entries.unique) == 1 + np.count_nonzero(prefixes[1:] != prefixes[:-1]):
-        return entries
-    return _exact_unique_entries(ids)
-
-
-def _grouped(ids: np.ndarray, order: np.ndarray) -> UniqueEntries:
-    """The groups of `order`, a permutation of the entries that puts equal ids side by side."""
-    n = len(ids)
-    ordered = ids[order]
-    first = np.empty(n, dtype=bool)
-    first[:1] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    inverse = np.empty(n, dtype=np.int64)
-    inverse[order] = np.cumsum(first) - 1
-    starts = np.append(np.flatnonzero(first), n)
-    return UniqueEntries(ordered[first], inverse, order, starts)
-
-
-def _exact_unique_entries(ids: np.ndarray) -> UniqueEntries:
-    # A stable sort keeps entries ascending within each group.
-    return _grouped(ids, np.argsort(ids, kind="stable"))
+    """Groups int64 entries by id in linear time."""
+    return UniqueEntries(
+        *_group(np.ascontiguousarray(ids, dtype=np.int64), table_size(len(ids)) - 1)
+    )

@@ -17,23 +17,12 @@ from typing import cast
 import numpy as np
 from numba import njit
 
+from model.probing import home, table_size
+
 _EMPTY, _TOMB = -1, -2
 
 _Probe = Callable[[np.ndarray, int, np.ndarray], np.ndarray]
 _Put = Callable[[np.ndarray, int, np.ndarray, np.ndarray], int]
-
-
-def _home_py(key: int, mask: int) -> int:
-    """splitmix64 of the key, masked to the table (ids are hashes already, but a
-    crafted or sequential set of ids must not pile up in one probe chain)."""
-    z = np.uint64(key) + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return int(np.int64(z & np.uint64(mask)))
-
-
-_home = njit(cache=True, inline="always")(_home_py)
 
 
 def _find_py(cells: np.ndarray, mask: int, keys: np.ndarray) -> np.ndarray:
@@ -41,7 +30,7 @@ def _find_py(cells: np.ndarray, mask: int, keys: np.ndarray) -> np.ndarray:
     out = np.empty(len(keys), np.int64)
     for i in range(len(keys)):
         key = keys[i]
-        p = _home(key, mask)
+        p = home(key, mask)
         found = -1
         while True:
             value = cells[p, 1]
@@ -60,7 +49,7 @@ def _put_py(cells: np.ndarray, mask: int, keys: np.ndarray, values: np.ndarray) 
     returns how many tombstones they reused."""
     reused = 0
     for i in range(len(keys)):
-        p = _home(keys[i], mask)
+        p = home(keys[i], mask)
         while cells[p, 1] >= 0:
             p = (p + 1) & mask
         if cells[p, 1] == _TOMB:
@@ -82,9 +71,7 @@ class SlotMap:
 
     def _allocate(self, capacity: int) -> None:
         self.capacity = capacity
-        size = 8
-        while size < 2 * capacity:
-            size *= 2
+        size = table_size(capacity)
         self._mask = size - 1
         self._cells = np.full((size, 2), _EMPTY, dtype=np.int64)
         self._len = 0

@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import nn
 
-import model.grouping as grouping_module
 from model.grouping import UniqueEntries, unique_entries
 from model.layers import (
     SparseBatch,
@@ -93,17 +92,22 @@ def test_unique_entries_group_every_entry_under_its_id() -> None:
     assert _groups(e) == {-2: [1, 4], 7: [0, 2, 5], 40: [3]}
 
 
-def test_unique_entries_fall_back_to_exact_grouping_when_hashes_collide(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    ids = np.random.default_rng(1).integers(-50, 50, 500).astype(np.int64)
-    want = _groups(unique_entries(ids))
-    assert sorted(want) == sorted(set(ids.tolist()))
-    # Every id hashing alike: the packed sort interleaves ids, and the check notices.
-    monkeypatch.setattr(grouping_module, "splitmix64", lambda x: np.zeros_like(x))
-    collided = unique_entries(ids)
-    assert _groups(collided) == want
-    assert collided.unique[collided.inverse].tolist() == ids.tolist()
+def test_unique_entries_match_numpys_grouping_for_any_ids() -> None:
+    rng = np.random.default_rng(1)
+    extremes = np.array([-(2**63), 2**63 - 1, -1, 0], dtype=np.int64)
+    for ids in (
+        rng.integers(-50, 50, 500).astype(np.int64),  # many repeats
+        rng.integers(-(2**63), 2**63 - 1, 3_000, dtype=np.int64),  # nearly all distinct
+        np.concatenate([extremes, extremes[::-1], np.arange(1_000)]),
+        np.zeros(0, dtype=np.int64),
+    ):
+        e = unique_entries(ids)
+        unique, first = np.unique(ids, return_index=True)
+        # distinct ids in order of first appearance
+        assert e.unique.tolist() == ids[np.sort(first)].tolist()
+        assert sorted(e.unique.tolist()) == unique.tolist()
+        assert e.unique[e.inverse].tolist() == ids.tolist()
+        assert _groups(e) == {int(u): np.flatnonzero(ids == u).tolist() for u in unique}
 
 
 def test_sparse_transpose_backward_equals_the_scatter_backward() -> None:
