@@ -31,10 +31,12 @@ _Grouped = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def _group_py(ids: np.ndarray, mask: int) -> _Grouped:
-    """One pass numbers the ids through a hash table of (key, group) cells sized to
-    the batch (it stays in cache); a counting sort then lists each group's entries."""
+    """One pass numbers the ids through a hash table of (key, group) cells; a counting
+    sort then lists each group's entries. Returns empty arrays if the ids fill half
+    the table (the caller retries with a larger one)."""
     n = len(ids)
-    cells = np.full((mask + 1, 2), -1, np.int64)
+    keys = np.empty(mask + 1, np.int64)
+    group_of = np.full(mask + 1, -1, np.int32)
     unique = np.empty(n, np.int64)
     inverse = np.empty(n, np.int64)
     starts = np.zeros(n + 1, np.int64)
@@ -42,15 +44,17 @@ def _group_py(ids: np.ndarray, mask: int) -> _Grouped:
     for i in range(n):
         key = ids[i]
         p = home(key, mask)
-        while cells[p, 1] >= 0 and cells[p, 0] != key:
+        while group_of[p] >= 0 and keys[p] != key:
             p = (p + 1) & mask
-        if cells[p, 1] < 0:
-            cells[p, 0] = key
-            cells[p, 1] = groups
+        if group_of[p] < 0:
+            if 2 * groups > mask:
+                return unique[:0], inverse[:0], inverse[:0], starts[:0]
+            keys[p] = key
+            group_of[p] = groups
             unique[groups] = key
             groups += 1
-        inverse[i] = cells[p, 1]
-        starts[cells[p, 1] + 1] += 1
+        inverse[i] = group_of[p]
+        starts[inverse[i] + 1] += 1
     starts = np.cumsum(starts[: groups + 1])
     fill = starts[:groups].copy()
     order = np.empty(n, np.int64)
@@ -64,7 +68,14 @@ _group = cast(Callable[[np.ndarray, int], _Grouped], njit(cache=True)(_group_py)
 
 
 def unique_entries(ids: np.ndarray) -> UniqueEntries:
-    """Groups int64 entries by id in linear time."""
-    return UniqueEntries(
-        *_group(np.ascontiguousarray(ids, dtype=np.int64), table_size(len(ids)) - 1)
-    )
+    """Groups int64 entries by id in linear time.
+
+    A batch repeats its ids (a field's common values, the missing ids), so the
+    table first gets one cell per entry, small enough to stay in cache; a batch
+    of mostly distinct ids overflows it and is grouped again in a table twice
+    that size."""
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    grouped = _group(ids, table_size(len(ids) // 2) - 1)
+    if len(grouped[3]) == 0:
+        grouped = _group(ids, table_size(len(ids)) - 1)
+    return UniqueEntries(*grouped)
