@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
-from numba import njit
 
-from model.probing import home, table_size
+from model.probing import compiled, home, table_size
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ def _group_py(ids: np.ndarray, mask: int) -> _Grouped:
     return unique[:groups].copy(), inverse, order, starts
 
 
-_group = cast(Callable[[np.ndarray, int], _Grouped], njit(cache=True)(_group_py))
+_group = cast(Callable[[np.ndarray, int], _Grouped], compiled(_group_py))
 
 
 def unique_entries(ids: np.ndarray) -> UniqueEntries:

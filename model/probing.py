@@ -1,17 +1,33 @@
-"""The home cell of a key in an open-addressing table, for the compiled probe loops
-of `model.slotmap` and `model.grouping`.
-
-splitmix64 of the key, masked to the table: ids are hashes already, but a crafted
-or sequential set of ids must not pile up in one probe chain.
-"""
+"""What the compiled probe loops of `model.slotmap` and `model.grouping` share: how
+they are compiled, and the home cell of a key in an open-addressing table."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar, cast
+
+import numba
 import numpy as np
-from numba import njit
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def compiled(func: F, inline: bool = False) -> F:
+    """`func` compiled by numba, its machine code cached where numba can write
+    (beside the source, the user's cache directory, or `NUMBA_CACHE_DIR`). Where
+    none is writable (a read-only image without a home), each process compiles
+    on first use instead of failing to import."""
+    mode: Literal["always", "never"] = "always" if inline else "never"
+    try:
+        out = numba.njit(cache=True, inline=mode)(func)
+    except RuntimeError:
+        out = numba.njit(cache=False, inline=mode)(func)
+    return cast(F, out)
 
 
 def _home_py(key: int, mask: int) -> int:
+    """splitmix64 of the key, masked to the table: ids are hashes already, but a
+    crafted or sequential set of ids must not pile up in one probe chain."""
     z = np.uint64(key) + np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -19,7 +35,7 @@ def _home_py(key: int, mask: int) -> int:
     return int(np.int64(z & np.uint64(mask)))
 
 
-home = njit(cache=True, inline="always")(_home_py)
+home = compiled(_home_py, inline=True)
 
 
 def table_size(entries: int) -> int:

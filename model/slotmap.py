@@ -15,9 +15,8 @@ from collections.abc import Callable
 from typing import cast
 
 import numpy as np
-from numba import njit
 
-from model.probing import home, table_size
+from model.probing import compiled, home, table_size
 
 _EMPTY, _TOMB = -1, -2
 
@@ -59,8 +58,8 @@ def _put_py(cells: np.ndarray, mask: int, keys: np.ndarray, values: np.ndarray) 
     return reused
 
 
-_find = cast(_Probe, njit(cache=True)(_find_py))
-_put = cast(_Put, njit(cache=True)(_put_py))
+_find = cast(_Probe, compiled(_find_py))
+_put = cast(_Put, compiled(_put_py))
 
 
 class SlotMap:
