@@ -114,12 +114,14 @@ class OnlineTrainer:
     def _gather(
         self, batch: EncodedBatch, create: bool
     ) -> tuple[torch.Tensor, torch.Tensor, SparseBatch]:
-        entries, x_by_id = batch.entries, batch.x_by_id
+        raw = batch.ids
         if self.id_filter is not None:
             raw = self.id_filter(batch.ids, batch.slot % batch.num_fields, count=create)
-            if not np.array_equal(raw, batch.ids):
-                entries = unique_entries(raw)
-                x_by_id = batch.x[entries.order]
+        if raw is batch.ids or np.array_equal(raw, batch.ids):
+            entries, x_by_id = batch.entries, batch.x_by_id
+        else:  # the filter replaced ids: this batch's own grouping does not apply
+            entries = unique_entries(raw)
+            x_by_id = np.take(batch.x, entries.order)
         unique = torch.from_numpy(entries.unique)
         rows = self.source.lookup(unique, create=create)
         transpose = None

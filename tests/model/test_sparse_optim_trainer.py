@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -140,3 +141,28 @@ def test_a_source_with_another_layout_is_refused() -> None:
     other = InMemoryEmbeddings(RowLayout(1, 1, 8, SparseAdagrad()))
     with pytest.raises(ValueError, match="the model's rows"):
         OnlineTrainer(ModelConfig(name="fm", k=4), 3, TrainerConfig(), source=other)
+
+
+def test_an_id_filter_that_replaces_ids_learns_as_if_the_batch_held_them() -> None:
+    # One encoded batch serves a filtered and an unfiltered model (as in the demo):
+    # its cached grouping must not leak into the filtered model's step.
+    feats, y = _data(512, 5)
+    batch = FeatureEncoder(SCHEMA).encode(feats)
+    shared = np.int64(424242)
+
+    def to_shared(ids: np.ndarray, fields: np.ndarray, count: bool) -> np.ndarray:
+        return np.where(ids % 3 == 0, shared, ids)
+
+    replaced = dataclasses.replace(batch, ids=to_shared(batch.ids, batch.slot, True))
+    assert not np.array_equal(replaced.ids, batch.ids)
+    config, model = TrainerConfig(device="cpu", seed=2), ModelConfig(name="deepfm", k=4, neurons=16)
+    filtered = OnlineTrainer(model, 3, config, id_filter=to_shared)
+    reference = OnlineTrainer(model, 3, config)
+    plain = OnlineTrainer(model, 3, config)
+    for _ in range(3):
+        unfiltered = plain.learn_many(batch, y)  # groups and caches the batch's own ids
+        got, want = filtered.learn_many(batch, y), reference.learn_many(replaced, y)
+        assert got == want and got != unfiltered
+    np.testing.assert_array_equal(
+        filtered.predict_proba_many(batch), reference.predict_proba_many(replaced)
+    )
