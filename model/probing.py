@@ -1,5 +1,6 @@
-"""What the compiled probe loops of `model.slotmap` and `model.grouping` share: how
-they are compiled, and the home cell of a key in an open-addressing table."""
+"""How the model's hot loops are compiled (numba), and what the probe loops of
+`model.slotmap` and `model.grouping` share: the home cell of a key in an
+open-addressing table."""
 
 from __future__ import annotations
 

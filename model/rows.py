@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.hashing import GOLDEN, splitmix64
+from model.probing import compiled
 from model.sparse_optim import SparseOptimizer
 
 
@@ -43,23 +43,43 @@ class RowLayout:
         }
 
 
+def _uniforms_py(ids: np.ndarray, seed: int, u1: np.ndarray, theta: np.ndarray) -> None:
+    """u1 [U, pairs] in (0, 1) and theta [U, pairs] in (0, 2 pi), float32: the two
+    halves of splitmix64(base + (j + 1) * golden), base = splitmix64(id ^ seed)."""
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    scale = np.float32(2.0**-32)
+    angle = scale * np.float32(2.0 * np.pi)
+    for i in range(u1.shape[0]):
+        base = _splitmix(np.uint64(ids[i]) ^ np.uint64(seed), golden)
+        for j in range(u1.shape[1]):
+            bits = _splitmix(base + np.uint64(j + 1) * golden, golden)
+            u1[i, j] = (np.float32(bits >> np.uint64(32)) + np.float32(0.5)) * scale
+            theta[i, j] = (np.float32(bits & np.uint64(0xFFFFFFFF)) + np.float32(0.5)) * angle
+
+
+def _splitmix_py(x: np.uint64, golden: np.uint64) -> np.uint64:
+    z = x + golden
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return np.uint64(z ^ (z >> np.uint64(31)))
+
+
+_splitmix = compiled(_splitmix_py, inline=True)
+_uniforms = compiled(_uniforms_py)
+
+
 def initial_rows(ids: np.ndarray, layout: RowLayout, seed: int) -> np.ndarray:
     """Fresh rows for int64 `ids`: w = 0, V ~ N(0, init_std) keyed by (seed, id), state = 0."""
     rows = np.zeros((len(ids), layout.width), dtype=np.float32)
     n_vec = layout.vectors * layout.k
     if n_vec and len(ids):
         pairs = (n_vec + 1) // 2
-        with np.errstate(over="ignore"):
-            base = splitmix64(ids.astype(np.int64).view(np.uint64) ^ np.uint64(seed))
-            steps = np.arange(1, pairs + 1, dtype=np.uint64) * GOLDEN
-            bits = splitmix64(base[:, None] + steps[None, :])
-        # Each 64-bit word gives two 32-bit uniforms in (0, 1), and Box-Muller turns
-        # the pair into two independent normals.
-        scale = np.float32(2.0**-32)
-        u1 = ((bits >> np.uint64(32)).astype(np.float32) + np.float32(0.5)) * scale
-        theta = ((bits & np.uint64(0xFFFFFFFF)).astype(np.float32) + np.float32(0.5)) * (
-            scale * np.float32(2.0 * np.pi)
-        )
+        # The integer hashing runs compiled, one pass; numpy's vectorized float32
+        # log/sqrt/cos/sin then turn each pair of uniforms into two independent
+        # normals (Box-Muller).
+        u1 = np.empty((len(ids), pairs), dtype=np.float32)
+        theta = np.empty_like(u1)
+        _uniforms(np.ascontiguousarray(ids, dtype=np.int64), seed, u1, theta)
         radius = np.sqrt(np.float32(-2.0) * np.log(u1)) * np.float32(layout.init_std)
         normal = np.empty((len(ids), 2 * pairs), dtype=np.float32)
         np.multiply(radius, np.cos(theta), out=normal[:, 0::2])
