@@ -34,13 +34,6 @@ def mix64(z: np.ndarray) -> np.ndarray:
     return np.asarray(z ^ (z >> np.uint64(31)))
 
 
-def splitmix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's output function over uint64 arrays: the golden-ratio step, then
-    `mix64`. The one hash for row initialization, sketches and slot tables."""
-    with np.errstate(over="ignore"):
-        return mix64(x + GOLDEN)
-
-
 @lru_cache(maxsize=4096)
 def field_seed(field: str) -> np.uint64:
     return np.uint64(xxhash.xxh64_intdigest(field.encode()))

@@ -1,6 +1,6 @@
-"""How the model's hot loops are compiled (numba), and what the probe loops of
-`model.slotmap` and `model.grouping` share: the home cell of a key in an
-open-addressing table."""
+"""How the model's hot loops are compiled (numba), the compiled splitmix64 they
+hash with (row initialization, tables), and the home cell of a key in the
+open-addressing tables of `model.slotmap` and `model.grouping`."""
 
 from __future__ import annotations
 
@@ -26,14 +26,22 @@ def compiled(func: F, inline: bool = False) -> F:
     return cast(F, out)
 
 
-def _home_py(key: int, mask: int) -> int:
-    """splitmix64 of the key, masked to the table: ids are hashes already, but a
-    crafted or sequential set of ids must not pile up in one probe chain."""
-    z = np.uint64(key) + np.uint64(0x9E3779B97F4A7C15)
+def _splitmix_py(x: np.uint64) -> np.uint64:
+    """splitmix64's output function of one uint64: the golden-ratio step, then the
+    finalizer (`model.hashing.mix64` is the finalizer over arrays)."""
+    z = x + np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return int(np.int64(z & np.uint64(mask)))
+    return np.uint64(z ^ (z >> np.uint64(31)))
+
+
+splitmix = compiled(_splitmix_py, inline=True)
+
+
+def _home_py(key: int, mask: int) -> int:
+    """The key's cell: ids are hashes already, but a crafted or sequential set of ids
+    must not pile up in one probe chain."""
+    return int(np.int64(splitmix(np.uint64(key)) & np.uint64(mask)))
 
 
 home = compiled(_home_py, inline=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.probing import compiled
+from model.probing import compiled, splitmix
 from model.sparse_optim import SparseOptimizer
 
 
@@ -50,21 +50,13 @@ def _uniforms_py(ids: np.ndarray, seed: int, u1: np.ndarray, theta: np.ndarray) 
     scale = np.float32(2.0**-32)
     angle = scale * np.float32(2.0 * np.pi)
     for i in range(u1.shape[0]):
-        base = _splitmix(np.uint64(ids[i]) ^ np.uint64(seed), golden)
+        base = splitmix(np.uint64(ids[i]) ^ np.uint64(seed))
         for j in range(u1.shape[1]):
-            bits = _splitmix(base + np.uint64(j + 1) * golden, golden)
+            bits = splitmix(base + np.uint64(j + 1) * golden)
             u1[i, j] = (np.float32(bits >> np.uint64(32)) + np.float32(0.5)) * scale
             theta[i, j] = (np.float32(bits & np.uint64(0xFFFFFFFF)) + np.float32(0.5)) * angle
 
 
-def _splitmix_py(x: np.uint64, golden: np.uint64) -> np.uint64:
-    z = x + golden
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return np.uint64(z ^ (z >> np.uint64(31)))
-
-
-_splitmix = compiled(_splitmix_py, inline=True)
 _uniforms = compiled(_uniforms_py)
 
 
