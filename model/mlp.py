@@ -4,57 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal, cast
 
-import numpy as np
 import torch
 from torch import nn
 
+from model.dropout import KeepDropout
+
 Activation = Literal["relu", "tanh"]
-
-
-# Row b holds the bits of the byte b, most significant first, as 0.0 / 1.0.
-_BIT_TABLE = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32)
-
-
-class KeepDropout(nn.Module):
-    """Dropout masks given the paper's keep probability, from the layer's own seeded
-    generator so that models trained side by side stay deterministic.
-
-    On CPU the masks come from numpy's PCG64: torch's CPU bernoulli_ costs about
-    a third of a DeepFM step. At the paper's keep probability 0.5 a mask is one
-    random bit per neuron; any other probability compares 16-bit integers, so it
-    is a multiple of 1/65536 and the scale matches it exactly.
-    """
-
-    def __init__(self, keep_prob: float, generator: torch.Generator, seed: int) -> None:
-        super().__init__()
-        if not 0.0 < keep_prob <= 1.0:
-            raise ValueError(f"dropout keep probability must be in (0, 1], got {keep_prob}")
-        self.keep_prob = keep_prob
-        self.generator = generator
-        self._rng = np.random.default_rng(seed)
-        self._threshold = max(1, round(keep_prob * 65536))
-        self.scale = 65536 / self._threshold
-        self._bit_table = _BIT_TABLE * np.float32(self.scale)
-
-    def mask(self, shape: torch.Size, device: torch.device) -> torch.Tensor | None:
-        """This step's float mask: `scale` where a neuron is kept, 0 where it is
-        dropped; None when nothing drops (evaluation, or keep probability 1)."""
-        if not self.training or self.keep_prob == 1.0:
-            return None
-        if device.type != "cpu":
-            keep = torch.empty(shape, device=device).bernoulli_(
-                self._threshold / 65536, generator=self.generator
-            )
-            return keep.mul_(self.scale)
-        n = shape.numel()
-        if self._threshold == 32768:
-            # One byte of random bits -> eight mask values in a single table lookup.
-            random = np.frombuffer(self._rng.bytes((n + 7) // 8), np.uint8)
-            values = np.take(self._bit_table, random, axis=0).reshape(-1)[:n]
-        else:
-            words = np.frombuffer(self._rng.bytes(2 * n), dtype=np.uint16)
-            values = (words < self._threshold).astype(np.float32) * np.float32(self.scale)
-        return torch.from_numpy(values).view(shape)
 
 
 class _Stack(torch.autograd.Function):
@@ -70,23 +25,26 @@ class _Stack(torch.autograd.Function):
         ctx: Any,
         x: torch.Tensor,
         tanh: bool,
-        masks: list[torch.Tensor | None],
-        scales: list[float],
+        dropouts: list[KeepDropout],
         *params: torch.Tensor,
     ) -> torch.Tensor:
-        outs = [x]
-        for i, mask in enumerate(masks):
+        outs, masks = [x], []
+        for i, dropout in enumerate(dropouts):
             h = torch.addmm(params[2 * i + 1], outs[-1], params[2 * i].t())
+            mask = None
             if tanh:
                 h.tanh_()
+                mask = dropout.mask(h.shape, h.device)
+                if mask is not None:
+                    h.mul_(mask)
             else:
-                h.clamp_min_(0.0)
-            if mask is not None:
-                h.mul_(mask)
+                dropout.relu_(h)
+            masks.append(mask)
             outs.append(h)
         logits = torch.addmm(params[-1], outs[-1], params[-2].t()).squeeze(1)
         ctx.save_for_backward(x, *params)
-        ctx.outs, ctx.masks, ctx.scales, ctx.tanh = outs[1:], masks, scales, tanh
+        ctx.outs, ctx.masks, ctx.tanh = outs[1:], masks, tanh
+        ctx.scales = [dropout.scale if dropout.active else 1.0 for dropout in dropouts]
         return logits
 
     @staticmethod
@@ -100,20 +58,21 @@ class _Stack(torch.autograd.Function):
         g = column * params[-2]  # [B, 1] x [1, H]: the last hidden layer's gradient
         grad_x = None
         for i in reversed(range(len(ctx.masks))):
-            _activation_backward(g, outs[i + 1], ctx.tanh, ctx.masks[i], ctx.scales[i])
+            _activation_backward(g, outs[i + 1], ctx.masks[i], ctx.scales[i], ctx.tanh)
             grads[2 * i] = g.t() @ outs[i]
             grads[2 * i + 1] = g.sum(0)
             if i > 0:
                 g = g @ params[2 * i]
             elif ctx.needs_input_grad[0]:
                 grad_x = g @ params[0]
-        return (grad_x, None, None, None, *grads)
+        return (grad_x, None, None, *grads)
 
 
 def _activation_backward(
-    g: torch.Tensor, out: torch.Tensor, tanh: bool, mask: torch.Tensor | None, scale: float
+    g: torch.Tensor, out: torch.Tensor, mask: torch.Tensor | None, scale: float, tanh: bool
 ) -> None:
-    """g <- g * d(out)/d(pre-activation), in place."""
+    """g <- g * d(out)/d(pre-activation), in place; `scale` is 1 where nothing
+    dropped, `mask` the tanh layers' dropout mask."""
     if tanh:
         t = out / scale if mask is not None else out
         g.mul_(1.0 - t * t)
@@ -121,7 +80,7 @@ def _activation_backward(
             g.mul_(mask)
         return
     torch.ops.aten.threshold_backward.grad_input(g, out, 0.0, grad_input=g)
-    if mask is not None:
+    if scale != 1.0:
         g.mul_(scale)
 
 
@@ -156,13 +115,11 @@ class MLP(nn.Module):
         ]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        masks, scales, params = [], [], []
-        for linear, dropout in self.layers():
-            masks.append(dropout.mask(torch.Size((x.shape[0], linear.out_features)), x.device))
-            scales.append(dropout.scale)
-            params += [linear.weight, linear.bias]
+        layers = self.layers()
+        params = [p for linear, _ in layers for p in (linear.weight, linear.bias)]
         params += [self.output.weight, self.output.bias]
-        out: torch.Tensor = _Stack.apply(x, self.tanh, masks, scales, *params)  # type: ignore[no-untyped-call]
+        dropouts = [dropout for _, dropout in layers]
+        out: torch.Tensor = _Stack.apply(x, self.tanh, dropouts, *params)  # type: ignore[no-untyped-call]
         return out
 
     def flops_per_example(self) -> int:

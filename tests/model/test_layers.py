@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from model.dropout import KeepDropout
 from model.grouping import UniqueEntries, unique_entries
 from model.layers import (
     SparseBatch,
@@ -15,7 +18,7 @@ from model.layers import (
     linear_term,
     pooled,
 )
-from model.mlp import MLP, KeepDropout
+from model.mlp import MLP
 
 
 def _reference(mlp: MLP, x: torch.Tensor, masks: list[torch.Tensor]) -> torch.Tensor:
@@ -35,19 +38,13 @@ def test_fused_layers_match_separate_modules_in_value_and_gradient(
     g = torch.Generator().manual_seed(0)
     mlp = MLP(6, [8, 5], activation, keep, g)  # type: ignore[arg-type]
     x = torch.randn(7, 6, generator=g, requires_grad=True)
-    masks: list[torch.Tensor] = []
-    original = KeepDropout.mask
-
-    def recording(self: KeepDropout, shape: torch.Size, device: torch.device) -> torch.Tensor:
-        mask = original(self, shape, device)
-        masks.append(torch.ones(shape) if mask is None else mask.clone())
-        return mask  # type: ignore[return-value]
-
-    KeepDropout.mask = recording  # type: ignore[method-assign]
-    try:
-        fused = mlp(x)
-    finally:
-        KeepDropout.mask = original  # type: ignore[method-assign]
+    # Twins of the layers' dropouts draw the masks the forward pass applies.
+    twins = [copy.deepcopy(dropout) for _, dropout in mlp.layers()]
+    fused = mlp(x)
+    masks = []
+    for (linear, _), twin in zip(mlp.layers(), twins, strict=True):
+        mask = twin.mask(torch.Size((7, linear.out_features)), torch.device("cpu"))
+        masks.append(torch.ones(7, linear.out_features) if mask is None else mask)
     fused.sum().backward()
     fused_grads = [t.grad for t in (x, *mlp.parameters())]
     x.grad = None
@@ -71,6 +68,30 @@ def test_dropout_keeps_the_papers_share_and_preserves_the_mean(keep: float) -> N
     assert float(mask.mean()) == pytest.approx(1.0, abs=0.01)
     drop.eval()
     assert drop.mask(torch.Size((3, 3)), torch.device("cpu")) is None
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.8])
+@pytest.mark.parametrize("shape", [(3, 100), (1, 64), (2, 5), (0, 4)])
+def test_relu_dropout_in_place_applies_the_mask_the_layer_would_draw(
+    keep: float, shape: tuple[int, int]
+) -> None:
+    drop = KeepDropout(keep, torch.Generator(), seed=9)
+    twin = copy.deepcopy(drop)
+    h = torch.randn(shape, generator=torch.Generator().manual_seed(3))
+    want = torch.relu(h)
+    mask = twin.mask(torch.Size(shape), torch.device("cpu"))
+    assert mask is not None
+    drop.relu_(h)
+    assert torch.equal(h, want * mask)
+    # the next step draws fresh bits, as the twin does
+    h2 = torch.ones(shape)
+    drop.relu_(h2)
+    assert torch.equal(h2, twin.mask(torch.Size(shape), torch.device("cpu")))  # type: ignore[arg-type]
+    drop.eval()
+    h3 = torch.randn(shape)
+    want = torch.relu(h3)
+    drop.relu_(h3)
+    assert torch.equal(h3, want)
 
 
 def test_dropout_masks_are_seeded() -> None:
