@@ -155,7 +155,8 @@ class OnlineTrainer:
     @torch.no_grad()
     def predict_proba_many(self, batch: EncodedBatch) -> np.ndarray:
         """Click probabilities [B] without learning; unseen ids read their initial rows."""
-        self.model.eval()
+        if self.model.training:
+            self.model.eval()
         _, rows, sparse = self._gather(batch, create=False)
         logits = self.model(rows[:, : self.layout.params], sparse)
         return torch.sigmoid(logits).cpu().numpy().astype(np.float64)
@@ -164,7 +165,8 @@ class OnlineTrainer:
         """One step on a batch; returns its mean training loss."""
         if self.examples_seen == 0:
             self._start_at_base_rate(labels)
-        self.model.train()
+        if not self.model.training:
+            self.model.train()
         unique, rows, sparse = self._gather(batch, create=True)
         p = self.layout.params
         params = rows[:, :p].clone().requires_grad_(True)
@@ -180,9 +182,8 @@ class OnlineTrainer:
             assert params.grad is not None
             # Sparse optimizers take the gradient of the summed loss (per-example semantics).
             grad = params.grad.mul_(batch.batch_size)
-            new_params = params.detach()
-            self.layout.optimizer.step(new_params, rows[:, p:], grad)
-            rows[:, :p] = new_params
+            # `params` is a copy of rows[:, :p]; the rows are stepped where they lie.
+            self.layout.optimizer.step(rows[:, :p], rows[:, p:], grad)
         self.source.update(unique, rows)
         self.examples_seen += batch.batch_size
         return float(loss.detach())
