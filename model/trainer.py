@@ -169,7 +169,8 @@ class OnlineTrainer:
             self.model.train()
         unique, rows, sparse = self._gather(batch, create=True)
         p = self.layout.params
-        params = rows[:, :p].clone().requires_grad_(True)
+        # The leaf shares the rows' memory: nothing writes to either before backward.
+        params = rows[:, :p].detach().requires_grad_(True)
         y = torch.as_tensor(labels, dtype=torch.float32, device=self.device)
 
         logits = self.model(params, sparse)
@@ -182,7 +183,6 @@ class OnlineTrainer:
             assert params.grad is not None
             # Sparse optimizers take the gradient of the summed loss (per-example semantics).
             grad = params.grad.mul_(batch.batch_size)
-            # `params` is a copy of rows[:, :p]; the rows are stepped where they lie.
             self.layout.optimizer.step(rows[:, :p], rows[:, p:], grad)
         self.source.update(unique, rows)
         self.examples_seen += batch.batch_size
