@@ -14,21 +14,28 @@ _BIT_TABLE = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).asty
 _WORD = np.dtype("<u8")  # eight random bytes, the first one lowest
 
 
-def _relu_keep_py(h: np.ndarray, words: np.ndarray, tail: np.ndarray, scale: np.float32) -> None:
-    """h <- relu(h) * scale where the element's bit is set, 0 where not. Element e
-    reads bit 7 - e % 8 of random byte e // 8 (numpy's `unpackbits` order, as the
-    float masks do); `words` holds the bytes of every whole 64 elements, `tail`
-    the bytes of the rest. Working on 64-bit words lets the inner loops vectorize."""
+def _keep_bit_py(word: np.uint64, k: int) -> np.uint64:
+    """The bit of element k (0..63) of a word of eight random bytes: byte k // 8,
+    most significant bit first (numpy's `unpackbits` order, as the float masks)."""
+    return (word >> np.uint64(8 * (k >> 3) + 7 - (k & 7))) & np.uint64(1)
+
+
+_keep_bit = compiled(_keep_bit_py, inline=True)
+
+
+def _relu_keep_py(h: np.ndarray, words: np.ndarray, scale: np.float32) -> None:
+    """h <- relu(h) * scale where the element's bit is set, 0 where not; `words`
+    holds the random bytes zero-padded to whole words, element e reading bit
+    e % 64 of word e // 64. Whole words first: their inner loop vectorizes."""
     zero = np.float32(0.0)
-    for w in range(words.shape[0]):
+    whole = h.shape[0] // 64
+    for w in range(whole):
         word = words[w]
-        for byte in range(8):
-            for bit in range(8):
-                keep = (word >> np.uint64(8 * byte + 7 - bit)) & np.uint64(1)
-                e = 64 * w + 8 * byte + bit
-                h[e] = max(h[e], zero) * (np.float32(keep) * scale)
-    for e in range(64 * words.shape[0], h.shape[0]):
-        keep = (np.int32(tail[(e >> 3) - 8 * words.shape[0]]) >> (7 - (e & 7))) & 1
+        for k in range(64):
+            e = 64 * w + k
+            h[e] = max(h[e], zero) * (np.float32(_keep_bit(word, k)) * scale)
+    for e in range(64 * whole, h.shape[0]):
+        keep = _keep_bit(words[whole], e - 64 * whole)
         h[e] = max(h[e], zero) * (np.float32(keep) * scale)
 
 
@@ -90,11 +97,9 @@ class KeepDropout(nn.Module):
         neuron passes gradient exactly where its output is positive."""
         if self.active and self._threshold == 32768 and h.device.type == "cpu":
             flat = h.view(-1).numpy()
-            raw = self._rng.bytes((len(flat) + 7) // 8)
-            whole = len(flat) // 64
-            words = np.frombuffer(raw, _WORD, count=whole)
-            tail = np.frombuffer(raw, np.uint8, offset=8 * whole)
-            _relu_keep(flat, words, tail, np.float32(self.scale))
+            raw = self._rng.bytes((len(flat) + 7) // 8)  # as many as `mask` draws
+            words = np.frombuffer(raw + bytes(-len(raw) % 8), _WORD)
+            _relu_keep(flat, words, np.float32(self.scale))
             return
         h.clamp_min_(0.0)
         mask = self.mask(h.shape, h.device)

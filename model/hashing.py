@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import xxhash
@@ -27,11 +28,17 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 
 
-def mix64(z: np.ndarray) -> np.ndarray:
-    """The splitmix64 finalizer: a bijective avalanche of uint64 values."""
+def finalize64(z: Any) -> Any:
+    """The splitmix64 finalizer, a bijective avalanche, of a uint64 or an array of
+    them (`model.probing` compiles it for the scalar loops)."""
     z = (z ^ (z >> np.uint64(30))) * _M1
     z = (z ^ (z >> np.uint64(27))) * _M2
-    return np.asarray(z ^ (z >> np.uint64(31)))
+    return z ^ (z >> np.uint64(31))
+
+
+def mix64(z: np.ndarray) -> np.ndarray:
+    """`finalize64` over uint64 arrays."""
+    return np.asarray(finalize64(z))
 
 
 @lru_cache(maxsize=4096)

@@ -10,6 +10,8 @@ from typing import Any, Literal, TypeVar, cast
 import numba
 import numpy as np
 
+from model.hashing import GOLDEN, finalize64
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -26,13 +28,13 @@ def compiled(func: F, inline: bool = False) -> F:
     return cast(F, out)
 
 
+_finalize = compiled(finalize64, inline=True)
+
+
 def _splitmix_py(x: np.uint64) -> np.uint64:
     """splitmix64's output function of one uint64: the golden-ratio step, then the
-    finalizer (`model.hashing.mix64` is the finalizer over arrays)."""
-    z = x + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return np.uint64(z ^ (z >> np.uint64(31)))
+    finalizer."""
+    return np.uint64(_finalize(x + GOLDEN))
 
 
 splitmix = compiled(_splitmix_py, inline=True)

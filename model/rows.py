@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model.hashing import GOLDEN
 from model.probing import compiled, splitmix
 from model.sparse_optim import SparseOptimizer
 
@@ -46,13 +47,12 @@ class RowLayout:
 def _uniforms_py(ids: np.ndarray, seed: int, u1: np.ndarray, theta: np.ndarray) -> None:
     """u1 [U, pairs] in (0, 1) and theta [U, pairs] in (0, 2 pi), float32: the two
     halves of splitmix64(base + (j + 1) * golden), base = splitmix64(id ^ seed)."""
-    golden = np.uint64(0x9E3779B97F4A7C15)
     scale = np.float32(2.0**-32)
     angle = scale * np.float32(2.0 * np.pi)
     for i in range(u1.shape[0]):
         base = splitmix(np.uint64(ids[i]) ^ np.uint64(seed))
         for j in range(u1.shape[1]):
-            bits = splitmix(base + np.uint64(j + 1) * golden)
+            bits = splitmix(base + np.uint64(j + 1) * GOLDEN)
             u1[i, j] = (np.float32(bits >> np.uint64(32)) + np.float32(0.5)) * scale
             theta[i, j] = (np.float32(bits & np.uint64(0xFFFFFFFF)) + np.float32(0.5)) * angle
 
