@@ -30,15 +30,17 @@ class _Stack(torch.autograd.Function):
     ) -> torch.Tensor:
         outs, masks = [x], []
         for i, dropout in enumerate(dropouts):
-            h = torch.addmm(params[2 * i + 1], outs[-1], params[2 * i].t())
+            weight, bias = params[2 * i], params[2 * i + 1]
             mask = None
             if tanh:
+                h = torch.addmm(bias, outs[-1], weight.t())
                 h.tanh_()
                 mask = dropout.mask(h.shape, h.device)
                 if mask is not None:
                     h.mul_(mask)
             else:
-                dropout.relu_(h)
+                h = outs[-1] @ weight.t()
+                dropout.relu_(h, bias)
             masks.append(mask)
             outs.append(h)
         logits = torch.addmm(params[-1], outs[-1], params[-2].t()).squeeze(1)
@@ -52,17 +54,21 @@ class _Stack(torch.autograd.Function):
         x, *params = ctx.saved_tensors
         grads: list[torch.Tensor] = [torch.empty(0)] * len(params)
         outs: list[torch.Tensor] = [x, *ctx.outs]
+        # A relu layer's dropout scale multiplies its gradient inside the matmul that
+        # makes it (the relu's derivative, 0 or 1, commutes with it): no pass of its
+        # own. A tanh layer's mask carries it.
+        folded = [1.0 if ctx.tanh else scale for scale in ctx.scales]
         column = grad[:, None]
         grads[-2] = column.t() @ outs[-1]
         grads[-1] = grad.sum(0, keepdim=True)
-        g = column * params[-2]  # [B, 1] x [1, H]: the last hidden layer's gradient
+        g = column * (params[-2] * folded[-1])  # [B, 1] x [1, H]: the last hidden layer's
         grad_x = None
         for i in reversed(range(len(ctx.masks))):
             _activation_backward(g, outs[i + 1], ctx.masks[i], ctx.scales[i], ctx.tanh)
             grads[2 * i] = g.t() @ outs[i]
             grads[2 * i + 1] = g.sum(0)
             if i > 0:
-                g = g @ params[2 * i]
+                g = torch.addmm(g.new_zeros(()), g, params[2 * i], beta=0.0, alpha=folded[i - 1])
             elif ctx.needs_input_grad[0]:
                 grad_x = g @ params[0]
         return (grad_x, None, None, *grads)
@@ -71,8 +77,9 @@ class _Stack(torch.autograd.Function):
 def _activation_backward(
     g: torch.Tensor, out: torch.Tensor, mask: torch.Tensor | None, scale: float, tanh: bool
 ) -> None:
-    """g <- g * d(out)/d(pre-activation), in place; `scale` is 1 where nothing
-    dropped, `mask` the tanh layers' dropout mask."""
+    """g <- g * d(out)/d(pre-activation), in place, but for a relu layer's dropout
+    scale (the caller folds it into g); `mask` is a tanh layer's dropout mask,
+    `scale` its scale (1 where nothing drops)."""
     if tanh:
         t = out / scale if mask is not None else out
         g.mul_(1.0 - t * t)
@@ -80,8 +87,6 @@ def _activation_backward(
             g.mul_(mask)
         return
     torch.ops.aten.threshold_backward.grad_input(g, out, 0.0, grad_input=g)
-    if scale != 1.0:
-        g.mul_(scale)
 
 
 class MLP(nn.Module):

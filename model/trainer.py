@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model.dense_optim import dense_optimizer
 from model.embeddings import EmbeddingSource, InMemoryEmbeddings
 from model.features import EncodedBatch
 from model.grouping import unique_entries
@@ -56,25 +57,6 @@ def row_layout(model: ModelConfig, trainer: TrainerConfig) -> RowLayout:
     return RowLayout(cls.linear, cls.vectors, model.k, optimizer, trainer.init_std)
 
 
-def _dense_optimizer(model: CTRModel, config: TrainerConfig) -> torch.optim.Optimizer:
-    """Adam over the dense weights, the global bias in a faster group of its own.
-
-    The bias must carry the intercept (about -3 for a few percent click rate).
-    At the dense rate it would take thousands of steps, and meanwhile every
-    embedding row's order-1 weight would absorb a share of it, which values
-    unseen in training (new ads, a new day) then lack. Labels also arrive
-    ordered (a click at once, a non-click when its window closes), so no
-    single early batch tells the base rate: the first one only sets the start.
-    """
-    bias = [model.bias]
-    rest = [p for name, p in model.named_parameters() if name != "bias"]
-    groups = [{"params": bias, "lr": config.bias_lr}]
-    if rest:
-        groups.append({"params": rest, "lr": config.dense_lr})
-    # The fused kernel updates every dense tensor in one pass (CPU and CUDA).
-    return torch.optim.Adam(groups, fused=True)
-
-
 class IdFilter(Protocol):
     """Decides which id an entry reads (e.g. admission: a shared row until an id is
     frequent enough); `count` is true when learning, false when scoring."""
@@ -107,8 +89,7 @@ class OnlineTrainer:
                 f"{self.layout.describe()} need {self.layout.width}"
             )
         self.model: CTRModel = build_model(model_config, num_fields, config.seed, self.device)
-        # The fused kernel updates every dense tensor in one pass (CPU and CUDA).
-        self.dense_optimizer = _dense_optimizer(self.model, config)
+        self.dense_optimizer = dense_optimizer(self.model, config.dense_lr, config.bias_lr)
         self.examples_seen = 0
 
     def _gather(

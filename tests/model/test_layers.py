@@ -71,26 +71,28 @@ def test_dropout_keeps_the_papers_share_and_preserves_the_mean(keep: float) -> N
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.8])
-@pytest.mark.parametrize("shape", [(3, 100), (1, 64), (2, 5), (0, 4)])
-def test_relu_dropout_in_place_applies_the_mask_the_layer_would_draw(
+@pytest.mark.parametrize("shape", [(3, 100), (1, 64), (2, 5), (70, 1), (5, 130), (0, 4)])
+def test_relu_dropout_in_place_adds_the_bias_and_applies_the_mask_the_layer_would_draw(
     keep: float, shape: tuple[int, int]
 ) -> None:
     drop = KeepDropout(keep, torch.Generator(), seed=9)
     twin = copy.deepcopy(drop)
-    h = torch.randn(shape, generator=torch.Generator().manual_seed(3))
-    want = torch.relu(h)
+    random = torch.Generator().manual_seed(3)
+    h = torch.randn(shape, generator=random)
+    bias = torch.randn(shape[1], generator=random)
+    want = torch.relu(h + bias)
     mask = twin.mask(torch.Size(shape), torch.device("cpu"))
     assert mask is not None
-    drop.relu_(h)
+    drop.relu_(h, bias)
     assert torch.equal(h, want * mask)
     # the next step draws fresh bits, as the twin does
     h2 = torch.ones(shape)
-    drop.relu_(h2)
+    drop.relu_(h2, torch.zeros(shape[1]))
     assert torch.equal(h2, twin.mask(torch.Size(shape), torch.device("cpu")))  # type: ignore[arg-type]
     drop.eval()
     h3 = torch.randn(shape)
-    want = torch.relu(h3)
-    drop.relu_(h3)
+    want = torch.relu(h3 + bias)
+    drop.relu_(h3, bias)
     assert torch.equal(h3, want)
 
 
