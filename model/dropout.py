@@ -98,7 +98,7 @@ class KeepDropout(nn.Module):
 
     def _words(self, bits: int) -> np.ndarray:
         """The next uint64 random words holding at least `bits` bits: the generator's
-        raw output (3x faster than its `bytes`, which returns the same bits)."""
+        raw output: the bits `bytes` gives for a whole number of words, 3x faster."""
         raw: np.ndarray = self._rng.bit_generator.random_raw((bits + 63) // 64)
         return raw
 
