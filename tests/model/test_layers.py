@@ -134,7 +134,8 @@ def test_unique_entries_match_numpys_grouping_for_any_ids() -> None:
         assert _groups(e) == {int(u): np.flatnonzero(ids == u).tolist() for u in unique}
 
 
-def test_sparse_transpose_backward_equals_the_scatter_backward() -> None:
+@pytest.mark.parametrize("unit_x", [False, True])
+def test_sparse_transpose_backward_equals_the_scatter_backward(unit_x: bool) -> None:
     g = torch.Generator().manual_seed(5)
     b, f, d = 4, 3, 5
     # Two single-valued fields (example-major), then a multi-valued third field.
@@ -143,7 +144,7 @@ def test_sparse_transpose_backward_equals_the_scatter_backward() -> None:
     slot = torch.tensor(head + multi)
     ids = torch.randint(0, 6, (len(slot),), generator=g).numpy()
     e = unique_entries(ids)
-    x = torch.rand(len(ids), generator=g)
+    x = torch.ones(len(ids)) if unit_x else torch.rand(len(ids), generator=g)
     order = torch.from_numpy(e.order)
     transpose = torch.sparse_csr_tensor(
         torch.from_numpy(e.starts),
@@ -156,10 +157,12 @@ def test_sparse_transpose_backward_equals_the_scatter_backward() -> None:
     grads = []
     for t in (None, transpose):
         batch = SparseBatch(
-            torch.from_numpy(e.inverse), x, slot, b, f, single_fields=2, transpose=t
+            torch.from_numpy(e.inverse), x, slot, b, f, 2, transpose=t, unit_x=unit_x
         )
         leaf = rows.clone().requires_grad_(True)
-        out = (pooled(leaf[:, 1:], batch) ** 2).sum() + linear_term(leaf[:, 0], batch).sum()
+        # the latent part goes through the sparse matmul, the order-1 column through
+        # the entry-by-entry sum
+        out = (pooled(leaf[:, 1:], batch) ** 2).sum() + (linear_term(leaf[:, 0], batch) ** 2).sum()
         out.backward()
         grads.append(leaf.grad)
         torch.testing.assert_close(gathered(leaf, batch), rows[batch.index] * x[:, None])
