@@ -18,29 +18,35 @@ class FusedAdam(torch.optim.Adam):
     def __init__(self, groups: list[dict[str, object]]) -> None:
         super().__init__(groups, fused=True)
 
-    def _direct(self) -> bool:
+    def _grads(self) -> list[list[torch.Tensor]] | None:
+        """Each group's gradients, or None when the step is torch's own: a weight
+        without a gradient or state yet, or an option the direct call leaves out."""
+        out = []
         for group in self.param_groups:
             if group["amsgrad"] or group["maximize"] or group.get("decoupled_weight_decay"):
-                return False
+                return None
+            grads = []
             for p in group["params"]:
                 if p.grad is None or "exp_avg" not in self.state[p]:
-                    return False
-        return True
+                    return None
+                grads.append(p.grad)
+            out.append(grads)
+        return out
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        if closure is not None or not self._direct():
+        grads = None if closure is not None else self._grads()
+        if grads is None:
             loss: float | None = super().step(closure)
             return loss
-        for group in self.param_groups:
-            params: list[torch.Tensor] = group["params"]
-            states = [self.state[p] for p in params]
+        for group, group_grads in zip(self.param_groups, grads, strict=True):
+            states = [self.state[p] for p in group["params"]]
             steps = [state["step"] for state in states]
             torch._foreach_add_(steps, 1)
             beta1, beta2 = group["betas"]
             torch._fused_adam_(
-                params,
-                [p.grad for p in params if p.grad is not None],  # all of them: see _direct
+                group["params"],
+                group_grads,
                 [state["exp_avg"] for state in states],
                 [state["exp_avg_sq"] for state in states],
                 [],
@@ -66,10 +72,9 @@ def dense_optimizer(model: nn.Module, dense_lr: float, bias_lr: float) -> FusedA
     ordered (a click at once, a non-click when its window closes), so no
     single early batch tells the base rate: the first one only sets the start.
     """
-    bias = [p for name, p in model.named_parameters() if name == "bias"]
-    rest = [p for name, p in model.named_parameters() if name != "bias"]
-    groups: list[dict[str, object]] = [{"params": bias, "lr": bias_lr}]
+    rest = dict(model.named_parameters())
+    groups: list[dict[str, object]] = [{"params": [rest.pop("bias")], "lr": bias_lr}]
     if rest:
-        groups.append({"params": rest, "lr": dense_lr})
+        groups.append({"params": list(rest.values()), "lr": dense_lr})
     # The fused kernel updates every dense tensor of a group in one pass (CPU and CUDA).
     return FusedAdam(groups)

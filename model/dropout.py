@@ -43,7 +43,7 @@ def _relu_keep_py(h: np.ndarray, bias: np.ndarray, words: np.ndarray, scale: np.
         for k in range(len(out)):
             out[k] = max(out[k] + add[k], zero) * (np.float32(_keep_bit(word, k)) * scale)
         column += 64
-        while column >= cols:
+        while column >= cols:  # subtracting beats a 64-bit division per word
             column -= cols
 
 

@@ -41,18 +41,12 @@ def _weighted_rows(values: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
 class _Gather(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, values: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
-        ctx.batch, ctx.rows = batch, values.shape[0]
+        ctx.transpose = batch.transpose
         return _weighted_rows(values, batch)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:
-        batch: SparseBatch = ctx.batch
-        if grad.shape[1] == 1:
-            # One column (the order-1 weights) adds up faster entry by entry than
-            # through the sparse matmul, in the same order.
-            column = grad.view(-1) if batch.unit_x else grad.view(-1) * batch.x
-            return grad.new_zeros(ctx.rows).index_add_(0, batch.index, column)[:, None], None
-        return torch.sparse.mm(batch.transpose, grad), None
+        return torch.sparse.mm(ctx.transpose, grad), None
 
 
 def gathered(values: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
@@ -79,8 +73,14 @@ def pooled(values: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
 
 
 def linear_term(w: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
-    """Σ_i w_i x_i per example: [U] order-1 weights -> [B]."""
-    per_entry = gathered(w[:, None], batch).view(-1)
+    """Σ_i w_i x_i per example: [U] order-1 weights -> [B].
+
+    A vector's gather needs no sparse transpose: the backward of its
+    `index_select` adds the entries up one by one, faster than a sparse matmul
+    of one column."""
+    per_entry = w.index_select(0, batch.index)
+    if not batch.unit_x:
+        per_entry = per_entry * batch.x
     head = batch.batch_size * batch.single_fields
     single = per_entry if head == len(per_entry) else per_entry[:head]
     out = single.view(batch.batch_size, batch.single_fields).sum(dim=1)

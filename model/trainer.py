@@ -98,16 +98,16 @@ class OnlineTrainer:
         raw = batch.ids
         if self.id_filter is not None:
             raw = self.id_filter(batch.ids, batch.slot % batch.num_fields, count=create)
-        if raw is batch.ids or np.array_equal(raw, batch.ids):
-            entries, x_by_id = batch.entries, batch.x_by_id
-        else:  # the filter replaced ids: this batch's own grouping does not apply
-            entries = unique_entries(raw)
-            x_by_id = np.take(batch.x, entries.order)
+        # If the filter replaced ids, this batch's own grouping does not apply.
+        own = raw is batch.ids or np.array_equal(raw, batch.ids)
+        entries = batch.entries if own else unique_entries(raw)
         unique = torch.from_numpy(entries.unique)
         rows = self.source.lookup(unique, create=create)
         transpose = None
-        if create and self.device.type == "cpu":
-            # On CUDA the default backward's atomic scatter is already fast.
+        if create and self.device.type == "cpu" and self.layout.vectors:
+            # Only latent vectors' gathers use it; on CUDA the default backward's
+            # atomic scatter is already fast.
+            x_by_id = batch.x_by_id if own else np.take(batch.x, entries.order)
             transpose = torch.sparse_csr_tensor(
                 torch.from_numpy(entries.starts),
                 torch.from_numpy(entries.order),

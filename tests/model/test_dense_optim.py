@@ -40,7 +40,7 @@ def _trained(steps: int) -> tuple[nn.Sequential, FusedAdam, nn.Sequential, torch
 def test_fused_adam_steps_exactly_as_torchs_fused_adam() -> None:
     ours, mine, theirs, reference = _trained(5)
     ours(torch.ones(2, 7)).sum().backward()
-    assert mine._direct()  # the steps after the first one took the direct path
+    assert mine._grads() is not None  # the steps after the first one took the direct path
     for p, q in zip(ours.parameters(), theirs.parameters(), strict=True):
         assert torch.equal(p, q)
     assert mine.state_dict()["state"].keys() == reference.state_dict()["state"].keys()

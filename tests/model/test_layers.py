@@ -160,8 +160,8 @@ def test_sparse_transpose_backward_equals_the_scatter_backward(unit_x: bool) -> 
             torch.from_numpy(e.inverse), x, slot, b, f, 2, transpose=t, unit_x=unit_x
         )
         leaf = rows.clone().requires_grad_(True)
-        # the latent part goes through the sparse matmul, the order-1 column through
-        # the entry-by-entry sum
+        # the latent part goes through the sparse matmul (when given), the order-1
+        # weights through their own gather
         out = (pooled(leaf[:, 1:], batch) ** 2).sum() + (linear_term(leaf[:, 0], batch) ** 2).sum()
         out.backward()
         grads.append(leaf.grad)
