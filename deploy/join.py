@@ -98,9 +98,11 @@ class JoinDaemon:
         self._state = JoinState(settings.state_dir)
         self.tasks: dict[int, JoinTask] = {}
         self._unrecovered: dict[int, Exception] = {}
-        # Per partition and input, the wall time of its last record; per partition, the
-        # wall time and event time after its last record (for the idle timeout).
+        # Wall times, for the idle timeout: per partition and input, of its last record;
+        # per partition, since when it has been active (its first record after being
+        # idle, or its recovery), and the event time after its last record.
         self._last_record: dict[tuple[int, str], float] = {}
+        self._active_since: dict[int, float] = {}
         self._last_activity: dict[int, tuple[float, int]] = {}
         try:
             self._consumer = KafkaConsumer(
@@ -151,7 +153,8 @@ class JoinDaemon:
             records = by_partition.get(p, [])
             # Impressions first within a poll: their clicks then find them waiting.
             records.sort(key=lambda r: r.topic != IMPRESSIONS)
-            outs = task.process(records)
+            resumed = bool(records) and self._resume(p, now)
+            outs = task.process(records, resumed)
             if records:
                 for topic in {r.topic for r in records}:
                     self._last_record[(p, topic)] = now
@@ -169,25 +172,40 @@ class JoinDaemon:
         if task.core.newest is not None:
             self._last_activity[p] = (now, task.core.newest)
 
+    def _resume(self, p: int, now: float) -> bool:
+        """Whether partition p was idle (or never active) until now: its inputs' silence
+        then counts from now, not from before the lull."""
+        dormant = p not in self._active_since or all(
+            self._silent(p, logical, now) for _, logical in self._inputs(p)
+        )
+        if dormant:
+            self._active_since[p] = now
+        return dormant
+
+    def _silent(self, p: int, logical: str, now: float) -> bool:
+        since = max(self._last_record.get((p, logical), 0.0), self._active_since.get(p, now))
+        return now - since >= self._settings.idle_timeout_s
+
     def _idle(self, p: int, task: JoinTask, now: float) -> list[Any]:
-        """An input silent for the idle timeout stops holding the watermark back; when
-        both are silent, event time follows the wall clock from the last record. Silent
-        means caught up as well: an input whose records are still on the broker (slow
-        fetches after a broker stall, a busy machine) is behind, not idle, and moving
-        its event time on would close windows its clicks are still on the way to."""
+        """An input silent for the idle timeout while the partition is active stops
+        holding the watermark back: its event time moves to the newest seen. When both
+        are silent, the windows and waiting clicks that the wall time since the last
+        record would close are closed, but event time stays where the records put it.
+        Silent means caught up as well: an input whose records are still on the broker
+        (slow fetches after a broker stall, a busy machine) is behind, not idle, and
+        moving its event time on would close windows its clicks are on the way to."""
         activity = self._last_activity.get(p)
         if activity is None:
             return []
-        timeout = self._settings.idle_timeout_s
         quiet = [
             logical
             for tp, logical in self._inputs(p)
-            if now - self._last_record.get((p, logical), now) >= timeout and self._caught_up(tp)
+            if self._silent(p, logical, now) and self._caught_up(tp)
         ]
         if len(quiet) == 2:
             wall, event_ts = activity
-            return task.advance_to(event_ts + int((now - wall) * 1000), quiet)
-        if quiet:  # the silent input catches up with the newest event time seen
+            return task.close_idle(event_ts + int((now - wall) * 1000))
+        if quiet:
             return task.advance_to(activity[1], quiet)
         return []
 
@@ -251,9 +269,9 @@ class JoinDaemon:
             self._unrecovered.pop(p, None)
             self.tasks[p] = task
             self._metrics.recoveries.inc()
-            for topic in (IMPRESSIONS, CLICKS):
-                self._last_record[(p, topic)] = now
-            self._mark_activity(p, task, now)
+            if task.core.newest is not None:
+                self._active_since[p] = now
+                self._mark_activity(p, task, now)
             self._seek(task)
             self._consumer.resume(*self._input_partitions(p))
 

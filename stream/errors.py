@@ -7,6 +7,24 @@ class StreamError(Exception):
     """Base of every error raised by `stream`."""
 
 
+# Every reason a record is dead-lettered for (the `fmstream.error` header and the
+# `reason` label of the dead-letter metric), with what it means.
+DEAD_LETTER_REASONS = {
+    "null_value": "the record has no value (a null value, a tombstone)",
+    "oversize": "the value is larger than --max-record-bytes",
+    "invalid_json": "the value is not UTF-8 JSON",
+    "not_object": "the value is JSON but not an object",
+    "missing_field": "a required field (id, ts, features) is missing",
+    "wrong_type": "a field has the wrong type: id not a non-empty string, ts not an integer",
+    "bad_feature": "a feature value is not a string, a finite number or a list of strings",
+    "ts_out_of_range": (
+        "ts is not a time in ms between 2000 and 2100, more than --max-skew-hours after "
+        "the record's broker timestamp, or that far from the partition's newest event time"
+    ),
+    "undecodable": "anything else that stopped the record from decoding",
+}
+
+
 class RecordError(StreamError):
     """A record that does not parse or validate.
 

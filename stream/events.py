@@ -10,9 +10,9 @@ relies on and raises `RecordError` with a stable reason code otherwise.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -20,9 +20,12 @@ from stream.errors import RecordError
 
 FeatureValue = str | float | int | list[str]
 Features = Mapping[str, FeatureValue]
+T = TypeVar("T")
 
 DEFAULT_MAX_RECORD_BYTES = 64 * 1024
 DAY_MS = 86_400_000
+EARLIEST_TS = 946_684_800_000  # 2000-01-01: anything older is a unit or clock mistake
+LATEST_TS = 4_102_444_800_000  # 2100-01-01
 # The joiner's two inputs by their logical names (the Kafka topics are configurable).
 IMPRESSIONS, CLICKS = "impressions", "clicks"
 
@@ -79,28 +82,60 @@ def encode_labeled(ev: LabeledEvent) -> bytes:
     )
 
 
-def decode_impression(raw: bytes, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Impression:
-    obj = _load_object(raw, max_bytes)
+def decode_impression(raw: bytes | None, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Impression:
+    return _decoded(raw, max_bytes, _impression)
+
+
+def decode_click(raw: bytes | None, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Click:
+    return _decoded(raw, max_bytes, _click)
+
+
+def decode_labeled(raw: bytes | None, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> LabeledEvent:
+    return _decoded(raw, max_bytes, _labeled)
+
+
+def decode_input(
+    topic: str, raw: bytes | None, max_bytes: int = DEFAULT_MAX_RECORD_BYTES
+) -> Impression | Click:
+    """A joiner input record ("impressions", else a click) as its event."""
+    if topic == IMPRESSIONS:
+        return decode_impression(raw, max_bytes)
+    return decode_click(raw, max_bytes)
+
+
+def _decoded(raw: bytes | None, max_bytes: int, build: Callable[[dict[str, Any]], T]) -> T:
+    """The one place where record bytes become an event: whatever goes wrong on the way
+    is a RecordError, so a consumer that dead-letters RecordErrors never stops for a
+    record, whatever a validator below overlooked."""
+    try:
+        return build(_load_object(raw, max_bytes))
+    except RecordError:
+        raise
+    except Exception as exc:
+        raise RecordError("undecodable", f"{type(exc).__name__}: {exc}") from exc
+
+
+def _impression(obj: dict[str, Any]) -> Impression:
     return Impression(_id(obj), _ts(obj, "ts"), _features(obj))
 
 
-def decode_click(raw: bytes, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Click:
-    obj = _load_object(raw, max_bytes)
+def _click(obj: dict[str, Any]) -> Click:
     return Click(_id(obj), _ts(obj, "ts"))
 
 
-def decode_labeled(raw: bytes, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> LabeledEvent:
-    obj = _load_object(raw, max_bytes)
+def _labeled(obj: dict[str, Any]) -> LabeledEvent:
     label = _require(obj, "label")
     if label not in (0, 1) or isinstance(label, bool):
-        raise RecordError("wrong_type", f"'label' must be 0 or 1, got {label!r}")
+        raise RecordError("wrong_type", f"'label' must be 0 or 1, got {_short(label)}")
     click_ts = obj.get("click_ts")
     if click_ts is not None:
         click_ts = _ts(obj, "click_ts")
     return LabeledEvent(_id(obj), _ts(obj, "ts"), label, click_ts, _features(obj))
 
 
-def _load_object(raw: bytes, max_bytes: int) -> dict[str, Any]:
+def _load_object(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
+    if raw is None:
+        raise RecordError("null_value", "the record has no value (a null value, a tombstone)")
     if len(raw) > max_bytes:
         raise RecordError("oversize", f"record is {len(raw)} bytes, the limit is {max_bytes}")
     try:
@@ -110,6 +145,12 @@ def _load_object(raw: bytes, max_bytes: int) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise RecordError("not_object", f"expected a JSON object, got {type(obj).__name__}")
     return obj
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """A value for an error message, cut so a hostile record cannot flood a log line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 def _require(obj: dict[str, Any], key: str) -> Any:
@@ -122,16 +163,20 @@ def _require(obj: dict[str, Any], key: str) -> Any:
 def _id(obj: dict[str, Any]) -> str:
     value = _require(obj, "id")
     if not isinstance(value, str) or not value:
-        raise RecordError("wrong_type", f"'id' must be a non-empty string, got {value!r}")
+        raise RecordError("wrong_type", f"'id' must be a non-empty string, got {_short(value)}")
     return value
 
 
 def _ts(obj: dict[str, Any], key: str) -> int:
     value = _require(obj, key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RecordError("wrong_type", f"{key!r} must be an integer (ms), got {_short(value)}")
+    if not 0 <= value < 2**63:
         raise RecordError(
-            "wrong_type", f"{key!r} must be a non-negative integer (ms), got {value!r}"
+            "ts_out_of_range", f"{key!r} = {_short(value)} ms is not a 64-bit time in ms"
         )
+    if isinstance(value, float):
+        raise RecordError("wrong_type", f"{key!r} must be an integer (ms), got {value!r}")
     return value
 
 
@@ -147,8 +192,8 @@ def _features(obj: dict[str, Any]) -> dict[str, FeatureValue]:
         if not _valid_feature(fv):
             raise RecordError(
                 "bad_feature",
-                f"feature {field!r} has value {fv!r}: expected a string, a finite number "
-                "or a list of strings",
+                f"feature {_short(field)} has value {_short(fv)}: expected a string, a finite "
+                "number or a list of strings",
             )
     return value
 

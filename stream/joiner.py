@@ -33,8 +33,7 @@ from stream.events import (
     Click,
     Impression,
     LabeledEvent,
-    decode_click,
-    decode_impression,
+    decode_input,
 )
 
 
@@ -235,10 +234,18 @@ class JoinerCore:
         self._late_ids.clear()
         return out
 
+    def close_before(self, event_ts: int) -> list[Output]:
+        """Closes the windows a watermark of `event_ts` minus the lateness would close,
+        and orphans the clicks it would, without moving either input's event time: an
+        idle partition's later records (a backfill, a replayed day) are still judged
+        against the event time its records set."""
+        return self._close_until(event_ts - self.config.allowed_lateness_ms, forget=False)
+
     def _advance(self) -> list[Output]:
         mark = self.watermark
-        if mark is None:
-            return []
+        return [] if mark is None else self._close_until(mark, forget=True)
+
+    def _close_until(self, mark: int, forget: bool) -> list[Output]:
         out: list[Output] = []
         while self._closing and self._closing[0][0] < mark:
             _, rid = heapq.heappop(self._closing)
@@ -250,7 +257,7 @@ class JoinerCore:
             if self._waiting.pop(rid, None) is not None:
                 self._note(WAITING, rid, None)
                 self.stats.orphan_clicks += 1
-        while self._forgetting and self._forgetting[0][0] < mark:
+        while forget and self._forgetting and self._forgetting[0][0] < mark:
             rid = heapq.heappop(self._forgetting)[1]
             if self._done.pop(rid, None) is not None:
                 self._note(DONE, rid, None)
@@ -300,9 +307,10 @@ def _later(current: int | None, ts: int) -> int:
     return ts if current is None or ts > current else current
 
 
-def join_raw(core: JoinerCore, topic: str, value: bytes) -> list[Output]:
+def join_raw(core: JoinerCore, topic: str, value: bytes | None) -> list[Output]:
     """One encoded record ("impressions", else a click) through `core`; RecordError when
     it does not decode."""
-    if topic == IMPRESSIONS:
-        return core.impression(decode_impression(value))
-    return core.click(decode_click(value))
+    event = decode_input(topic, value)
+    if isinstance(event, Impression):
+        return core.impression(event)
+    return core.click(event)

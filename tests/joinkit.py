@@ -14,10 +14,23 @@ from prometheus_client import CollectorRegistry
 from deploy.join import JoinDaemon
 from deploy.join_metrics import JoinMetrics
 from deploy.settings import JoinerSettings, TopicSettings
-from stream.joiner import JoinConfig
+from stream.errors import RecordError
+from stream.events import LabeledEvent
+from stream.joiner import JoinConfig, JoinerCore, join_raw
 from stream.kafka.options import ClientOptions
+from stream.simulate import SimulationConfig, Simulator
 
 T0 = 1_780_000_000_000
+
+
+class FakeClock:
+    """A wall clock that moves only when a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class Inputs:
@@ -32,7 +45,9 @@ class Inputs:
     def click(self, rid: str, ts: int, partition: int = 0) -> None:
         self.raw(self._topics.clicks, orjson.dumps({"id": rid, "ts": ts}), partition, rid, ts)
 
-    def raw(self, topic: str, value: bytes, partition: int, key: str, ts: int | None) -> None:
+    def raw(
+        self, topic: str, value: bytes, partition: int | None, key: str, ts: int | None
+    ) -> None:
         self._producer.send(
             topic, key=key.encode(), value=value, partition=partition, timestamp_ms=ts
         )
@@ -117,3 +132,19 @@ def label_differences(got: dict[str, list[int]], want: dict[str, int]) -> dict[s
         )
         if keys
     }
+
+
+def offline_labels(sim: SimulationConfig, join: JoinConfig | None = None) -> dict[str, int]:
+    """The simulated traffic joined in one process, in delivery order: what the daemon's
+    labeled topic must hold for it."""
+    core = JoinerCore(join or JoinConfig())
+    labels: dict[str, int] = {}
+    for day in Simulator(sim).run():
+        for r in day.records:
+            try:
+                out = join_raw(core, r.topic, r.value)
+            except RecordError:
+                continue
+            labels.update((o.id, o.label) for o in out if isinstance(o, LabeledEvent))
+    labels.update((o.id, o.label) for o in core.flush() if isinstance(o, LabeledEvent))
+    return labels

@@ -32,7 +32,7 @@ class InRecord:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a null value (a tombstone), dead-lettered as is
     timestamp: int
 
 
@@ -42,7 +42,7 @@ class OutRecord:
 
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None
     ts: int
     seq: int
     headers: tuple[tuple[str, bytes], ...] = ()
@@ -101,7 +101,7 @@ class Entry:
             changes: list[Change] = [(k, rid, _state_from(k, v)) for k, rid, v in obj["changes"]]
             outbox = [_out_from(o, int(obj["p"])) for o in obj["out"]]
             return cls(int(obj["p"]), Progress.from_json(obj["progress"]), changes, outbox)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except Exception as exc:  # whatever is wrong with it, the entry cannot be trusted
             raise RecordError(
                 "bad_changelog", f"unreadable changelog entry at {where}: {exc}"
             ) from exc
@@ -135,7 +135,7 @@ def _unb64(text: str | None) -> bytes | None:
 
 
 def _out_json(o: OutRecord) -> list[Any]:
-    if o.topic in _JSON_OUTPUTS:
+    if o.topic in _JSON_OUTPUTS and o.value is not None:
         # Our own JSON, keyed by an id: embedded as is (no base64), headers rebuilt.
         key = o.key.decode() if o.key is not None else None
         return [o.topic, key, orjson.Fragment(o.value), o.ts, o.seq]
@@ -150,12 +150,10 @@ def _out_from(raw: list[Any], partition: int) -> OutRecord:
             topic, key.encode() if key is not None else None, dumps(value), ts, seq, headers
         )
     topic, key, value, ts, seq, raw_headers = raw
-    value_bytes = _unb64(value)
-    assert value_bytes is not None
     return OutRecord(
         topic,
         _unb64(key),
-        value_bytes,
+        _unb64(value),
         ts,
         seq,
         tuple((k, _unb64(v) or b"") for k, v in raw_headers),

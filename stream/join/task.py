@@ -13,10 +13,11 @@ from stream.errors import RecordError
 from stream.events import (
     DAY_MS,
     DEFAULT_MAX_RECORD_BYTES,
-    IMPRESSIONS,
+    EARLIEST_TS,
+    LATEST_TS,
+    Impression,
     LabeledEvent,
-    decode_click,
-    decode_impression,
+    decode_input,
     dumps,
     encode_labeled,
 )
@@ -33,16 +34,13 @@ from stream.join.records import (
 )
 from stream.joiner import JoinConfig, JoinerCore, LateClick, Output
 
-EARLIEST_TS = 946_684_800_000  # 2000-01-01: anything older is a unit or clock mistake
-LATEST_TS = 4_102_444_800_000  # 2100-01-01
-
 
 @dataclass(frozen=True)
 class TaskConfig:
     join: JoinConfig = field(default_factory=JoinConfig)
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
-    # How far an event time may stray from the partition's current event time (or,
-    # before any, from the record's broker timestamp) before it is dead-lettered.
+    # How far an event time may lie behind the partition's newest event time, or ahead
+    # of it or of the record's broker timestamp, before it is dead-lettered.
     max_skew_ms: int = DAY_MS
 
 
@@ -66,16 +64,25 @@ class JoinTask:
         self.dead_letters: Counter[str] = Counter()
         self._src = str(partition).encode()
 
-    def process(self, records: Iterable[InRecord]) -> list[OutRecord]:
+    def process(self, records: Iterable[InRecord], resumed: bool = False) -> list[OutRecord]:
+        """Joins records; a bad one becomes a dead letter. `resumed`: the partition was
+        idle before these records, so its event time may jump ahead (a gap in traffic)
+        when the first record's broker timestamp agrees with its event time."""
         out: list[OutRecord] = []
         for record in records:
             self.consumed[record.topic] += 1
             self.offsets[record.topic] = record.offset + 1
             try:
-                results = self._join(record)
+                event = decode_input(record.topic, record.value, self.config.max_record_bytes)
+                self._check_time(event.ts, record.timestamp, resumed)
             except RecordError as exc:
                 out.append(self._dead_letter(record, exc))
                 continue
+            resumed = False
+            if isinstance(event, Impression):
+                results = self.core.impression(event)
+            else:
+                results = self.core.click(event)
             out.extend(self._output(r) for r in results)
         return out
 
@@ -87,26 +94,38 @@ class JoinTask:
         progress = Progress(dict(self.offsets), self.core.event_times, self.seq, dict(self.marks))
         return Entry(self.partition, progress, self.core.take_changes(), outbox)
 
-    def _join(self, record: InRecord) -> list[Output]:
-        limit = self.config.max_record_bytes
-        if record.topic == IMPRESSIONS:
-            imp = decode_impression(record.value, limit)
-            self._check_time(imp.ts, record.timestamp)
-            return self.core.impression(imp)
-        click = decode_click(record.value, limit)
-        self._check_time(click.ts, record.timestamp)
-        return self.core.click(click)
+    def close_idle(self, event_ts: int) -> list[OutRecord]:
+        """Closes what an idle partition holds as if event time were `event_ts`, without
+        moving its event time (see JoinerCore.close_before)."""
+        return [self._output(r) for r in self.core.close_before(event_ts)]
 
-    def _check_time(self, ts: int, broker_ts: int) -> None:
+    def _check_time(self, ts: int, broker_ts: int, resumed: bool) -> None:
+        """Event time comes from records alone: a partition's first record sets it. The
+        checks stop one record from moving it where the others cannot follow."""
         if not EARLIEST_TS <= ts < LATEST_TS:
             raise RecordError("ts_out_of_range", f"event time {ts} ms is not between 2000 and 2100")
-        newest = self.core.newest
-        reference = newest if newest is not None else broker_ts
-        if abs(ts - reference) > self.config.max_skew_ms:
+        skew = self.config.max_skew_ms
+        stamped = broker_ts >= EARLIEST_TS  # -1: the producer set no timestamp
+        if stamped and ts - broker_ts > skew:
             raise RecordError(
                 "ts_out_of_range",
-                f"event time {ts} ms is {abs(ts - reference)} ms from the partition's event "
-                f"time {reference} (limit {self.config.max_skew_ms})",
+                f"event time {ts} ms is {ts - broker_ts} ms after the record's broker "
+                f"timestamp {broker_ts} (limit {skew}): a clock or unit error",
+            )
+        newest = self.core.newest
+        if newest is None:
+            return
+        if newest - ts > skew:
+            raise RecordError(
+                "ts_out_of_range",
+                f"event time {ts} ms is {newest - ts} ms older than the partition's newest "
+                f"event time {newest} (limit {skew}): too old to join",
+            )
+        if ts - newest > skew and not (resumed and stamped and abs(ts - broker_ts) <= skew):
+            raise RecordError(
+                "ts_out_of_range",
+                f"event time {ts} ms is {ts - newest} ms ahead of the partition's newest "
+                f"event time {newest} (limit {skew})",
             )
 
     def _next(self) -> tuple[int, tuple[tuple[str, bytes], ...]]:

@@ -83,7 +83,7 @@ class JoinIO:
         topic: str,
         partition: int,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         ts: int | None,
         headers: tuple[tuple[str, bytes], ...],
     ) -> FutureRecordMetadata:

@@ -19,6 +19,7 @@ from stream.errors import BrokerError
 from stream.kafka.admin import ensure_topics
 from tests.joinkit import (
     T0,
+    FakeClock,
     Inputs,
     daemon,
     impressions_with_clicks,
@@ -29,14 +30,6 @@ from tests.joinkit import (
 )
 
 W = 10_000  # the window of `daemon()`; lateness 1 s, orphan grace 2 s
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _labeled_count(broker: EmbeddedBroker, topics: TopicSettings) -> Callable[[], int]:

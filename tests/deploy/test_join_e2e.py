@@ -16,12 +16,9 @@ from pathlib import Path
 
 from deploy.broker import EmbeddedBroker, free_port
 from deploy.settings import TopicSettings
-from stream.errors import RecordError
-from stream.events import LabeledEvent
-from stream.joiner import JoinConfig, JoinerCore, join_raw
 from stream.kafka.admin import ensure_topics
-from stream.simulate import SimulationConfig, Simulator
-from tests.joinkit import Inputs, label_differences, labels_of, read_all
+from stream.simulate import SimulationConfig
+from tests.joinkit import Inputs, label_differences, labels_of, offline_labels, read_all
 
 FMSTREAM = str(Path(sys.executable).with_name("fmstream"))
 SIM = SimulationConfig(
@@ -80,21 +77,6 @@ def _joiner(env: dict[str, str], state: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def _offline_labels() -> dict[str, int]:
-    """The same traffic joined in one process, in delivery order, with the daemon's settings."""
-    core = JoinerCore(JoinConfig())
-    labels: dict[str, int] = {}
-    for day in Simulator(SIM).run():
-        for r in day.records:
-            try:
-                out = join_raw(core, r.topic, r.value)
-            except RecordError:
-                continue
-            labels.update((o.id, o.label) for o in out if isinstance(o, LabeledEvent))
-    labels.update((o.id, o.label) for o in core.flush() if isinstance(o, LabeledEvent))
-    return labels
-
-
 def _close_every_window(broker: EmbeddedBroker, topics: TopicSettings) -> set[str]:
     """Event time far past the traffic on every partition, so the last windows close."""
     send = Inputs(broker.client_options, topics)
@@ -133,7 +115,7 @@ def _finish(
     compares the labeled topic with the offline join."""
     assert simulator.wait(timeout=120) == 0
     closers = _close_every_window(broker, topics)
-    expected = _offline_labels()
+    expected = offline_labels(SIM)
     _wait_for_labels(broker, topics, len(expected))
     for joiner in joiners:
         _stop(joiner)

@@ -54,13 +54,17 @@ def test_every_malformed_kind_is_rejected_for_both_topics(kind: str) -> None:
         (b"[1]", "not_object", "expected a JSON object"),
         (b'{"ts": 1, "features": {}}', "missing_field", "'id' is missing"),
         (b'{"id": "a", "ts": true, "features": {}}', "wrong_type", "'ts' must be"),
-        (b'{"id": "a", "ts": -5, "features": {}}', "wrong_type", "non-negative"),
+        (b'{"id": "a", "ts": -5, "features": {}}', "ts_out_of_range", "not a 64-bit time"),
+        (b'{"id": "a", "ts": 1e20, "features": {}}', "ts_out_of_range", "not a 64-bit time"),
+        (b'{"id": "a", "ts": 100000000000000000000, "features": {}}', "ts_out_of_range", "ms"),
+        (b'{"id": "a", "ts": 1.5, "features": {}}', "wrong_type", "must be an integer"),
+        (None, "null_value", "tombstone"),
         (b'{"id": "", "ts": 1, "features": {}}', "wrong_type", "non-empty string"),
         (b'{"id": "a", "ts": 1, "features": {"x": [1, 2]}}', "bad_feature", "feature 'x'"),
         (b'{"id": "a", "ts": 1, "features": {"x": null}}', "bad_feature", "feature 'x'"),
     ],
 )
-def test_rejections_name_the_problem(raw: bytes, reason: str, words: str) -> None:
+def test_rejections_name_the_problem(raw: bytes | None, reason: str, words: str) -> None:
     with pytest.raises(RecordError) as info:
         decode_impression(raw)
     assert info.value.reason == reason
