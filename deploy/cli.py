@@ -14,6 +14,8 @@ from deploy.commands import bench, broker, demo, join, replay, simulate
 from deploy.config import CONFIG_ENV, Option, add_options, resolve
 from deploy.errors import ConfigError, DeployError
 from deploy.logs import configure_logging
+from model.errors import ModelError
+from store.errors import StoreError
 from stream.errors import StreamError
 
 COMMANDS: tuple[ModuleType, ...] = (demo, broker, simulate, join, replay, bench)
@@ -53,8 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log.level)
     try:
         code: int = command.run(settings, args)
-    except (DeployError, StreamError) as exc:
-        log.error("command_failed command=%s error=%s", command.NAME, type(exc).__name__)
+    except (DeployError, StreamError, StoreError, ModelError) as exc:
+        # The package's own errors say what to do in one line; the trace is for DEBUG.
+        log.debug("command_failed command=%s", command.NAME, exc_info=True)
         print(f"fmstream {command.NAME}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -17,6 +17,7 @@ from model.hashing import DEFAULT, feature_id
 from model.rows import RowLayout, initial_rows
 from model.slotmap import SlotMap
 from model.trainer import resolve_device
+from store import claim
 from store.admission import Admission, CountMinSketch
 from store.cache import CachedEmbeddings
 from store.rows import RowStore
@@ -51,3 +52,25 @@ def embedding_source(
     return CachedEmbeddings(
         store, initializer, capacity=train.cache_rows, device=device, slot_index=SlotMap
     )
+
+
+def prepare_store(train: TrainSettings, default_dir: Path, reuse: str | None) -> str | None:
+    """Readies the run's store directory and says what it starts from. The run's own
+    directory (`default_dir`) starts empty unless `reuse` is "resume"; one named by
+    `train.store_dir` holding rows needs "resume" or "fresh". Deleting takes the
+    store's locks first, so a store another process has open is refused, not corrupted."""
+    if train.store == "memory":
+        return None
+    root = train.store_dir or default_dir
+    if reuse == "fresh" or (reuse is None and train.store_dir is None):
+        claim.remove(root)
+        return None
+    rows = claim.stored_rows(root)
+    if reuse == "resume":
+        return f"store {root}: continuing from {rows} rows"
+    if rows:
+        raise ConfigError(
+            f"the store at {root} holds {rows} rows from an earlier run: pass --resume to "
+            "continue from them, or --fresh to delete them and start over"
+        )
+    return None

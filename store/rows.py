@@ -270,4 +270,7 @@ def _open(path: Path, options: Options, read_only: bool) -> Rdict:
                 f"the store at {path} is open in another process or handle ({text}); "
                 "stop that trainer first, or give this one its own --store directory"
             ) from exc
-        raise StoreError(f"cannot open the store at {path}: {text}") from exc
+        raise StoreError(
+            f"cannot open the store at {path}: {text}; restore it from a snapshot, or "
+            "delete it (or run with --fresh) to start over"
+        ) from exc

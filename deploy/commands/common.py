@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from deploy.config import Option
 
 KAFKA = [
@@ -115,3 +117,22 @@ TRAIN = [
         "train.sparse_lr", "--sparse-lr", "learning rate of the per-row optimizer (0: its default)"
     ),
 ]
+
+
+def add_store_reuse(parser: argparse.ArgumentParser) -> None:
+    """--resume / --fresh: what a run does with a store directory that holds rows."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--resume",
+        dest="store_reuse",
+        action="store_const",
+        const="resume",
+        help="continue from the rows in the store directory",
+    )
+    group.add_argument(
+        "--fresh",
+        dest="store_reuse",
+        action="store_const",
+        const="fresh",
+        help="delete the store directory's rows first (refused while another process has it)",
+    )

@@ -12,20 +12,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from deploy.commands.common import SIMULATE_OUTPUT, SIMULATION, TRAIN
+from deploy.commands.common import SIMULATE_OUTPUT, SIMULATION, TRAIN, add_store_reuse
 from deploy.config import Option
 from deploy.errors import ConfigError
 from deploy.metrics import TrainingMetrics
 from deploy.offline import OfflineRun, format_report, run_days
 from deploy.settings import Settings
-from deploy.sources import admission_for, embedding_source
+from deploy.sources import admission_for, embedding_source, prepare_store
 from stream.files import JsonlRecordSink
 from stream.simulate import DayTraffic, Simulator
 from stream.simulate.truth import TruthWriter
@@ -38,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """No arguments beyond the configuration options."""
+    add_store_reuse(parser)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -65,9 +64,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         filter_for=lambda fields: admission_for(settings.train, fields),
         eviction=settings.train.eviction(),
     )
-    if settings.train.store == "rocksdb" and settings.train.store_dir is None:
-        # The demo's own store starts empty on every run, like its other files.
-        shutil.rmtree(out / "store", ignore_errors=True)
+    store_note = prepare_store(settings.train, out / "store", args.store_reuse)
+    if store_note:
+        print(store_note, flush=True)
     sink, truth = JsonlRecordSink(out), TruthWriter(out / "truth.csv")
     try:
         simulator = Simulator(sim)

@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from deploy.commands.common import TRAIN
+from deploy.commands.common import TRAIN, add_store_reuse
 from deploy.config import Option
 from deploy.replay import report
 from deploy.replay.run import grid, replay
@@ -45,6 +45,7 @@ OPTIONS: list[Option] = [
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("log", type=Path, help="a log file, or a `simulate --out` directory")
+    add_store_reuse(parser)
     parser.add_argument(
         "--paper-table",
         action="store_true",
@@ -70,7 +71,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     settings_grid = grid(train, args.grid)
     for i, (label, setting) in enumerate(settings_grid):
         out = cfg.out / f"grid-{i}" if len(settings_grid) > 1 else cfg.out
-        doc = replay(args.log, settings, setting, out, via_kafka=args.via_kafka)
+        doc = replay(
+            args.log, settings, setting, out, via_kafka=args.via_kafka, reuse=args.store_reuse
+        )
         if label:
             print(f"== {label}")
         print(report.tables(doc))

@@ -20,7 +20,7 @@ from deploy.replay.inputs import open_input
 from deploy.replay.protocol import PeriodReplay
 from deploy.replay.via_kafka import labeled_via_kafka
 from deploy.settings import Settings, TrainSettings
-from deploy.sources import admission_for, embedding_source
+from deploy.sources import admission_for, embedding_source, prepare_store
 from stream.errors import RecordError
 from stream.events import LabeledEvent
 from stream.join.ordered import OrderedJoin
@@ -77,11 +77,18 @@ def _joined(
 
 
 def replay(
-    path: Path, settings: Settings, train: TrainSettings, out: Path, via_kafka: bool = False
+    path: Path,
+    settings: Settings,
+    train: TrainSettings,
+    out: Path,
+    via_kafka: bool = False,
+    reuse: str | None = None,
 ) -> dict[str, Any]:
     cfg = settings.replay
     opened = open_input(path, cfg, train.seed)
-    shutil.rmtree(out / "store", ignore_errors=True)
+    store_note = prepare_store(train, out / "store", reuse)
+    if store_note:
+        log.info("replay_store %s", store_note)
     shutil.rmtree(out / "snapshots", ignore_errors=True)
     protocol = PeriodReplay(
         train.model_configs(),
