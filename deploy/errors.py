@@ -13,3 +13,7 @@ class ConfigError(DeployError):
 
 class BrokerStartError(DeployError):
     """The embedded broker could not be started."""
+
+
+class ReplayInputError(DeployError):
+    """A replay's log is unreadable, or too much of it is to trust the result."""

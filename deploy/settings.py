@@ -123,6 +123,7 @@ class ReplaySettings:
     click_delay_ms: int = 60_000
     max_rows: int = 0
     sample: float = 1.0
+    max_bad_share: float = 0.01
     out: Path = Path("runs/replay")
     truth: Path | None = None
     models: str = ",".join(PAPER_NAMES)
@@ -137,6 +138,8 @@ class ReplaySettings:
             )
         if not 0 < self.sample <= 1:
             raise ConfigError(f"replay.sample must be in (0, 1], got {self.sample}")
+        if not 0 <= self.max_bad_share <= 1:
+            raise ConfigError(f"replay.max_bad_share must be in [0, 1], got {self.max_bad_share}")
         self.period_ms()
 
     def period_ms(self) -> int:

@@ -29,6 +29,7 @@ _REPLAY_HELP = {
     "click_delay_ms": "a label-only row's click comes this long after its impression",
     "max_rows": "read at most this many rows (0: all)",
     "sample": "keep this fraction of rows (seeded by --train-seed)",
+    "max_bad_share": "stop when more than this share of the rows is unreadable",
     "out": "directory of replay.json, replay.md, replay.png",
     "truth": "truth file for the Bayes-optimal row (default: LOG/truth.csv when present)",
     "models": "comma-separated models (default: the paper's nine)",

@@ -71,6 +71,11 @@ def open_input(path: Path, cfg: ReplaySettings, seed: int) -> OpenedInput:
     if not path.exists():
         raise ConfigError(f"the log {path} does not exist")
     fmt = detect_format(path, cfg.format)
+    if fmt != "jsonl" and path.is_dir():
+        raise ConfigError(
+            f"{path} is a directory, but --format {fmt} reads one file (a `simulate --out` "
+            "directory is --format jsonl)"
+        )
     if fmt == "jsonl":
         if not path.is_dir():
             raise ConfigError(f"a jsonl replay reads a directory of `simulate --out`, not {path}")

@@ -110,8 +110,12 @@ class PeriodReplay:
         truth: Truth | None = None,
         schema: FeatureSchema | None = None,
         eviction: EvictionPolicy | None = None,
+        on_period: Callable[[], None] | None = None,
     ) -> None:
+        """`on_period` is called whenever a period is complete (before the next one's
+        first event), so a caller can report as it goes."""
         self.tracks = [Track(m) for m in models]
+        self._on_period = on_period
         self._learners = Learners(trainer, source_for, filter_for, schema)
         self._batch_size = batch_size
         self._period_of = period_of
@@ -136,6 +140,8 @@ class PeriodReplay:
             period = self._period
         if period != self._period:
             self._flush()
+            if self._period is not None and self._on_period is not None:
+                self._on_period()
             self._roll(period)
         self._buffer.append(event)
         if len(self._buffer) >= self._batch_size:

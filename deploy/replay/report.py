@@ -171,13 +171,23 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_files(doc: dict[str, Any], out: Path) -> list[Path]:
+def write_files(doc: dict[str, Any], out: Path, with_plot: bool = True) -> list[Path]:
+    """replay.json and replay.md (each replaced whole, by rename), and the plot."""
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "replay.json", out / "replay.md", out / "replay.png"]
-    paths[0].write_text(json.dumps(doc, indent=2, allow_nan=True) + "\n")
-    paths[1].write_text(markdown(doc))
+    # default=str: every setting serializes (paths, enums), whatever the settings hold.
+    _replace(paths[0], json.dumps(doc, indent=2, allow_nan=True, default=str) + "\n")
+    _replace(paths[1], markdown(doc))
+    if not with_plot:
+        return paths[:2]
     plot(doc, paths[2])
     return paths
+
+
+def _replace(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 def plot(doc: dict[str, Any], path: Path) -> None:

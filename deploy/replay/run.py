@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from deploy.errors import ConfigError
+from deploy.errors import ConfigError, ReplayInputError
 from deploy.replay import report
 from deploy.replay.freeze import Freezer
 from deploy.replay.inputs import open_input
@@ -45,19 +45,43 @@ GRID_KEYS = {
 
 
 class BadRows:
-    def __init__(self) -> None:
+    """Unreadable rows, and the stop when too many are: past `max_share` of what was
+    read (checked from CHECK_AFTER records on, and at the end), a replay's tables would
+    describe some other log than the one given."""
+
+    CHECK_AFTER = 1_000
+
+    def __init__(self, max_share: float) -> None:
         self.count = 0
+        self.read = 0
         self.first: list[str] = []
+        self._max_share = max_share
 
     def add(self, row: BadRow) -> None:
         self.count += 1
         if len(self.first) < SHOWN_BAD_ROWS:
-            self.first.append(f"line {row.line}: {row.reason}")
+            self.first.append(f"{row.where}: {row.reason}")
+        if self.read >= self.CHECK_AFTER:
+            self.check()
+
+    def check(self, events: int | None = None) -> None:
+        if events == 0:
+            raise ReplayInputError(
+                f"nothing readable in the log: {self.count} of {self.read} records unreadable"
+                + (f" (first: {'; '.join(self.first)})" if self.first else "")
+            )
+        if self.read and self.count / self.read > self._max_share:
+            raise ReplayInputError(
+                f"{self.count} of {self.read} records read so far are unreadable, more than "
+                f"--max-bad-share {self._max_share:g} (first: {'; '.join(self.first)}); check "
+                "--format and the column options, or raise --max-bad-share"
+            )
 
 
-def _counted(items: Iterator[T], progress: tqdm[Any]) -> Iterator[T]:
+def _counted(items: Iterator[T], progress: tqdm[Any], bad: BadRows) -> Iterator[T]:
     for item in items:
         progress.update()
+        bad.read += 1
         yield item
 
 
@@ -72,7 +96,7 @@ def _joined(
         try:
             yield from join.feed(item.topic, item.value)
         except RecordError as exc:
-            bad.add(BadRow(item.line, f"{exc.reason}: {exc}"))
+            bad.add(BadRow(item.line, f"{exc.reason}: {exc}", item.source))
     yield from join.finish()
 
 
@@ -90,6 +114,16 @@ def replay(
     if store_note:
         log.info("replay_store %s", store_note)
     shutil.rmtree(out / "snapshots", ignore_errors=True)
+    # The in-process join's counters; the daemon's are its Prometheus metrics.
+    join = None if via_kafka else OrderedJoin(settings.join)
+    bad = BadRows(cfg.max_bad_share)
+
+    def meta() -> dict[str, Any]:
+        return _meta(path, opened.format, train, via_kafka, bad, join)
+
+    def period_done() -> None:  # a late failure loses no finished period
+        report.write_files(report.build(protocol, meta()), out, with_plot=False)
+
     protocol = PeriodReplay(
         train.model_configs(),
         train.trainer_config(),
@@ -102,12 +136,10 @@ def replay(
         truth=_truth(opened.truth),
         schema=opened.schema,
         eviction=train.eviction(),
+        on_period=period_done,
     )
-    # The in-process join's counters; the daemon's are its Prometheus metrics.
-    join = None if via_kafka else OrderedJoin(settings.join)
-    bad = BadRows()
     with tqdm(desc="replay", unit=" rec", disable=None, mininterval=2.0) as progress:
-        records = _counted(opened.records, progress)
+        records = _counted(opened.records, progress, bad)
         if join is None:
             events = labeled_via_kafka(records, settings, bad.add)
         else:
@@ -115,11 +147,25 @@ def replay(
         for event in events:
             protocol.add(event)
     protocol.finish()
+    bad.check(protocol.events)
     if bad.count:
         log.warning("replay_bad_rows count=%d first=%s", bad.count, "; ".join(bad.first))
-    meta = {
+    doc = report.build(protocol, meta())
+    report.write_files(doc, out)
+    return doc
+
+
+def _meta(
+    path: Path,
+    fmt: str,
+    train: TrainSettings,
+    via_kafka: bool,
+    bad: BadRows,
+    join: OrderedJoin | None,
+) -> dict[str, Any]:
+    return {
         "input": str(path),
-        "format": opened.format,
+        "format": fmt,
         "models": [m.paper_name for m in train.model_configs()],
         "store": train.store,
         "joined_via": "the join daemon through an embedded broker" if via_kafka else "joiner core",
@@ -127,9 +173,6 @@ def replay(
         "bad_rows": {"count": bad.count, "first": bad.first},
         "join": dataclasses.asdict(join.core.stats) if join is not None else None,
     }
-    doc = report.build(protocol, meta)
-    report.write_files(doc, out)
-    return doc
 
 
 def _truth(path: Path | None) -> Callable[[list[str]], np.ndarray] | None:

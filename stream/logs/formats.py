@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from stream.errors import StreamError
-from stream.events import FeatureValue
+from stream.events import EARLIEST_TS, LATEST_TS, FeatureValue
 from stream.logs.rows import BadRow, LogRow
 
 CRITEO_INT = tuple(f"I{i}" for i in range(1, 14))
@@ -51,16 +52,52 @@ def _open(path: Path) -> io.TextIOWrapper:
         raise StreamError(f"cannot read the log {path}: {exc}") from exc
 
 
+MAX_LINE_CHARS = 1 << 20  # longer lines are unreadable rows, never held whole in memory
+
+
+def _cells(
+    f: io.TextIOWrapper, delimiter: str, first_line: int
+) -> Iterator[tuple[int, list[str] | BadRow]]:
+    """(line, cells) of each CSV record, or a BadRow for one that cannot be read (a
+    cell past the csv module's limit, a line over MAX_LINE_CHARS)."""
+    long_lines: set[int] = set()
+    reader = csv.reader(_bounded_lines(f, first_line, long_lines), delimiter=delimiter)
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield reader.line_num, BadRow(first_line - 1 + reader.line_num, f"unreadable: {exc}")
+            continue
+        line = first_line - 1 + reader.line_num
+        if line in long_lines:
+            yield line, BadRow(line, f"the line is longer than {MAX_LINE_CHARS} characters")
+        elif cells:
+            yield line, cells
+
+
+def _bounded_lines(f: io.TextIOWrapper, first_line: int, long_lines: set[int]) -> Iterator[str]:
+    line = first_line
+    while text := f.readline(MAX_LINE_CHARS):
+        if len(text) == MAX_LINE_CHARS and not text.endswith("\n"):
+            while (rest := f.readline(MAX_LINE_CHARS)) and not rest.endswith("\n"):
+                pass
+            long_lines.add(line)
+            text = "\n"
+        yield text
+        line += 1
+
+
 def read_criteo(path: Path) -> Iterator[Row]:
     with _open(path) as f:
-        first = f.readline()
+        first = f.readline(MAX_LINE_CHARS)
         has_header = first.startswith("label")
         delimiter = "," if has_header or "\t" not in first else "\t"
         if not has_header:
             f.seek(0)
-        reader = csv.reader(f, delimiter=delimiter)
-        for line, cells in enumerate(reader, start=2 if has_header else 1):
-            yield _criteo_row(line, cells)
+        for line, cells in _cells(f, delimiter, 2 if has_header else 1):
+            yield cells if isinstance(cells, BadRow) else _criteo_row(line, cells)
 
 
 def _criteo_row(line: int, cells: list[str]) -> Row:
@@ -68,14 +105,14 @@ def _criteo_row(line: int, cells: list[str]) -> Row:
         return BadRow(line, f"{len(cells)} columns, a Criteo row has {len(CRITEO_COLUMNS)}")
     label = _label(cells[0])
     if label is None:
-        return BadRow(line, f"label {cells[0]!r} is not 0 or 1")
+        return BadRow(line, f"label {_cut(cells[0])} is not 0 or 1")
     features: dict[str, FeatureValue] = {}
     for name, cell in zip(CRITEO_INT, cells[1:14], strict=True):
         if cell:
-            try:
-                features[name] = float(cell)
-            except ValueError:
-                return BadRow(line, f"{name} = {cell!r} is not a number")
+            value = _number(cell)
+            if value is None:
+                return BadRow(line, f"{name} = {_cut(cell)} is not a finite number")
+            features[name] = value
     for name, cell in zip(CRITEO_CAT, cells[14:], strict=True):
         if cell:
             features[name] = cell
@@ -84,14 +121,19 @@ def _criteo_row(line: int, cells: list[str]) -> Row:
 
 def read_csv(path: Path, mapping: CsvMapping) -> Iterator[Row]:
     with _open(path) as f:
-        reader = csv.reader(f, delimiter=mapping.delimiter)
-        try:
-            header = next(reader)
-        except StopIteration:
+        rows = _cells(f, mapping.delimiter, 1)
+        first = next(rows, None)
+        if first is None:
             return
+        if isinstance(first[1], BadRow):
+            raise StreamError(f"{path}: the header line cannot be read ({first[1].reason})")
+        header = first[1]
         columns = _check_columns(path, header, mapping)
-        for line, cells in enumerate(reader, start=2):
-            yield _csv_row(line, cells, header, columns, mapping)
+        for line, cells in rows:
+            if isinstance(cells, BadRow):
+                yield cells
+            else:
+                yield _csv_row(line, cells, header, columns, mapping)
 
 
 def _check_columns(path: Path, header: list[str], mapping: CsvMapping) -> dict[str, str]:
@@ -125,13 +167,15 @@ def _csv_row(
     row = dict(zip(header, cells, strict=True))
     label = _label(row[mapping.label])
     if label is None:
-        return BadRow(line, f"label {row[mapping.label]!r} is not 0 or 1")
+        return BadRow(line, f"label {_cut(row[mapping.label])} is not 0 or 1")
     ts = None
     if mapping.time is not None:
         ts = _time(row[mapping.time], mapping.time_format)
+        if ts is not None and not EARLIEST_TS <= ts < LATEST_TS:
+            return BadRow(line, f"time {_cut(row[mapping.time])} is not between 2000 and 2100")
         if ts is None:
             return BadRow(
-                line, f"time {row[mapping.time]!r} does not match {mapping.time_format!r}"
+                line, f"time {_cut(row[mapping.time])} does not match {mapping.time_format!r}"
             )
     features: dict[str, FeatureValue] = {}
     for column, kind in kinds.items():
@@ -139,15 +183,27 @@ def _csv_row(
         if not cell:
             continue
         if kind == "numeric":
-            try:
-                features[column] = float(cell)
-            except ValueError:
-                return BadRow(line, f"{column} = {cell!r} is not a number")
+            value = _number(cell)
+            if value is None:
+                return BadRow(line, f"{column} = {_cut(cell)} is not a finite number")
+            features[column] = value
         elif kind == "multi":
             features[column] = [v for v in cell.split(mapping.multi[column]) if v]
         else:
             features[column] = cell
     return LogRow(line, label, ts, features)
+
+
+def _number(cell: str) -> float | None:
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _cut(cell: str, limit: int = 60) -> str:
+    return repr(cell) if len(cell) <= limit else repr(cell[:limit]) + f"... ({len(cell)} chars)"
 
 
 def _label(cell: str) -> int | None:
@@ -168,5 +224,5 @@ def _time(cell: str, fmt: str) -> int | None:
         if fmt == "ms":
             return int(float(cell))
         return int(datetime.strptime(cell, fmt).replace(tzinfo=UTC).timestamp() * 1000)
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # not a time, or none a datetime can hold
         return None

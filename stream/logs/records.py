@@ -29,6 +29,7 @@ class LogRecord:
     value: bytes
     ts: int
     line: int  # where it came from, for error reports
+    source: str = ""  # the file, where a log has several
 
 
 def rows_to_records(
@@ -55,31 +56,41 @@ def rows_to_records(
 
 
 def read_jsonl_dir(directory: Path) -> Iterator[LogRecord | BadRow]:
-    """impressions.jsonl and clicks.jsonl merged by event time; unreadable lines are
-    BadRows (impressions numbered as is, clicks offset by 10^9 to stay distinct)."""
+    """impressions.jsonl and clicks.jsonl merged by event time; each record names its
+    file and line there."""
     paths = [directory / f"{topic}.jsonl" for topic in (IMPRESSIONS, CLICKS)]
-    if not paths[0].exists():
-        raise StreamError(f"{directory} has no impressions.jsonl (is it `simulate --out`?)")
-    streams = [_jsonl(paths[0], IMPRESSIONS, 0)]
-    if paths[1].exists():
-        streams.append(_jsonl(paths[1], CLICKS, 1_000_000_000))
+    for path in paths:
+        if not path.is_file():
+            raise StreamError(
+                f"{directory} has no {path.name} (is it `simulate --out`?); without it "
+                + ("there is nothing to replay" if path == paths[0] else "every label is 0")
+            )
+    streams = [_jsonl(paths[0], IMPRESSIONS), _jsonl(paths[1], CLICKS)]
     for _, _, item in heapq.merge(*streams, key=lambda t: (t[0], t[1])):
         yield item
 
 
-def _jsonl(path: Path, topic: str, line_base: int) -> Iterator[tuple[int, int, LogRecord | BadRow]]:
+def _jsonl(path: Path, topic: str) -> Iterator[tuple[int, int, LogRecord | BadRow]]:
     last_ts = 0
     try:
         with path.open("rb") as f:
             for line, raw in enumerate(f, start=1):
                 value = raw.rstrip(b"\n")
-                try:
-                    obj = orjson.loads(value)
-                    ts, key = int(obj["ts"]), str(obj["id"]).encode()
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                    # The joiner's decoder will say exactly what is wrong; keep its place.
-                    ts, key = last_ts, b""
+                ts, key = _place(value, last_ts)
                 last_ts = ts
-                yield ts, line, LogRecord(topic, key, value, ts, line_base + line)
+                yield ts, line, LogRecord(topic, key, value, ts, line, path.name)
     except OSError as exc:
         raise StreamError(f"cannot read {path}: {exc}") from exc
+
+
+def _place(value: bytes, last_ts: int) -> tuple[int, bytes]:
+    """A line's event time and id, to merge it into place; a line without them keeps the
+    place of the one before (the joiner's decoder then says exactly what is wrong)."""
+    try:
+        obj = orjson.loads(value)
+        ts, rid = obj["ts"], obj["id"]
+    except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
+        return last_ts, b""
+    if isinstance(ts, int) and not isinstance(ts, bool) and isinstance(rid, str):
+        return ts, rid.encode()
+    return last_ts, b""

@@ -21,3 +21,8 @@ class LogRow:
 class BadRow:
     line: int
     reason: str
+    source: str = ""  # the file, where a log has several
+
+    @property
+    def where(self) -> str:
+        return f"{self.source} line {self.line}" if self.source else f"line {self.line}"

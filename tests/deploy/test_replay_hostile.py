@@ -1,0 +1,166 @@
+"""`fmstream replay` on logs that are broken, hostile or not what the flags say: one
+line saying what is wrong, reports that always serialize, rows counted not fatal."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy.replay.run import BadRows, _joined
+from stream.join.ordered import OrderedJoin
+from stream.joiner import JoinConfig
+from stream.logs.formats import CsvMapping, read_criteo, read_csv
+from stream.logs.records import read_jsonl_dir
+from stream.logs.rows import BadRow, LogRow
+from tests import hostile
+
+FMSTREAM = str(Path(sys.executable).parent / "fmstream")
+DATA = Path(__file__).resolve().parents[1] / "data"
+QUICK = ["--models", "lr", "--store", "memory", "--log-level", "WARNING"]
+
+
+def _run(*args: str, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FMSTREAM, "replay", *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def _fails_in_one_line(result: subprocess.CompletedProcess[str], words: str) -> None:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert words in result.stderr, result.stderr
+
+
+def _hourly_csv(path: Path, rows: int, label: str = "y") -> list[str]:
+    lines = [f"t,{label},user,city"]
+    for i in range(rows):
+        lines.append(f"{1_780_000_000 + i * 60},{int(i % 7 == 0)},u{i % 13},c{i % 3}")
+    path.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sim")
+    subprocess.run(
+        [FMSTREAM, "simulate", "--out", str(out), "--days", "1", "--impressions-per-day", "600"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return out
+
+
+def test_a_rocksdb_store_dir_replay_writes_its_reports(tmp_path: Path) -> None:
+    store = tmp_path / "rows"
+    args = [str(DATA / "criteo_sample.txt"), "--periods", "2", "--models", "lr"]
+    result = _run(*args, "--store", "rocksdb", "--store-dir", str(store), out=tmp_path / "r")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((tmp_path / "r" / "replay.json").read_text())
+    assert doc["train"]["store_dir"] == str(store)
+    assert [p["events"] for p in doc["periods"]] == [100, 100]
+
+
+def test_a_cell_past_the_csv_limit_is_one_unreadable_row(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    lines = _hourly_csv(path, 300)
+    lines[4] = f"{1_780_000_000},0,{'u' * 200_000},c1"
+    path.write_text("\n".join(lines) + "\n")
+    result = _run(str(path), "--label", "y", "--time", "t", "--period", "1h", *QUICK, out=tmp_path)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((tmp_path / "replay.json").read_text())
+    assert doc["bad_rows"]["count"] == 1
+    assert doc["bad_rows"]["first"][0].startswith("line 5: unreadable: field larger")
+    assert doc["events"] == 299
+
+
+def test_a_directory_given_as_csv_is_refused(tmp_path: Path, simulated: Path) -> None:
+    result = _run(str(simulated), "--format", "csv", "--label", "y", *QUICK, out=tmp_path)
+    _fails_in_one_line(result, "is a directory, but --format csv reads one file")
+
+
+def test_a_simulate_directory_without_clicks_is_refused(tmp_path: Path, simulated: Path) -> None:
+    log = tmp_path / "log"
+    log.mkdir()
+    shutil.copy(simulated / "impressions.jsonl", log)
+    _fails_in_one_line(_run(str(log), *QUICK, out=tmp_path / "r"), "has no clicks.jsonl")
+
+
+def test_bad_click_lines_are_named_by_file_and_line(tmp_path: Path, simulated: Path) -> None:
+    log = tmp_path / "log"
+    shutil.copytree(simulated, log)
+    clicks = (log / "clicks.jsonl").read_text().splitlines()
+    clicks[2] = "{broken"
+    (log / "clicks.jsonl").write_text("\n".join(clicks) + "\n")
+    result = _run(str(log), *QUICK, out=tmp_path / "r")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((tmp_path / "r" / "replay.json").read_text())
+    assert any(f.startswith("clicks.jsonl line 3: invalid_json") for f in doc["bad_rows"]["first"])
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"\x00\xff\xfe" * 3000, b"t,y,a\n" + b"never,1,x\n" * 50],
+    ids=["empty", "binary", "no-time"],
+)
+def test_a_log_with_nothing_readable_fails(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "log.csv"
+    path.write_bytes(content)
+    args = ["--label", "y", "--time", "t", "--period", "1h", *QUICK]
+    result = _run(str(path), *args, out=tmp_path / "r")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "nothing readable" in result.stderr or "columns" in result.stderr
+
+
+def test_a_criteo_file_of_the_wrong_shape_fails(tmp_path: Path) -> None:
+    path = tmp_path / "criteo.txt"
+    path.write_text("\n".join("\t".join(["1"] * 200) for _ in range(30)) + "\n")
+    result = _run(str(path), "--format", "criteo", "--periods", "2", *QUICK, out=tmp_path / "r")
+    _fails_in_one_line(result, "nothing readable in the log: 30 of 30 records unreadable")
+
+
+def test_too_many_unreadable_rows_stop_the_replay(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    lines = _hourly_csv(path, 3_000)
+    for i in range(1, len(lines), 10):
+        lines[i] = f"{1_780_000_000},perhaps,u1,c1"  # 10% with a label that is not 0/1
+    path.write_text("\n".join(lines) + "\n")
+    args = ["--label", "y", "--time", "t", "--period", "1h", *QUICK]
+    result = _run(str(path), *args, out=tmp_path / "r")
+    _fails_in_one_line(result, "more than --max-bad-share 0.01")
+    assert _run(str(path), *args, "--max-bad-share", "0.2", out=tmp_path / "r").returncode == 0
+
+
+def _hostile_lines(tmp_path: Path, name: str, header: bytes = b"") -> Path:
+    path = tmp_path / name
+    path.write_bytes(header + b"\n".join(hostile.lines(4, 1_500)) + b"\n")
+    return path
+
+
+def test_hostile_lines_become_records_or_unreadable_rows(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    log.mkdir()
+    _hostile_lines(log, "impressions.jsonl")
+    _hostile_lines(log, "clicks.jsonl")
+    items = list(read_jsonl_dir(log))
+    assert len(items) == 3_000  # one per line, nothing dropped
+    bad = BadRows(max_share=1.0)
+    events = list(_joined(iter(items), OrderedJoin(JoinConfig()), bad))
+    assert bad.count + len(events) > 0 and bad.count > 1_000
+    csv_rows: list[Any] = list(
+        read_csv(_hostile_lines(tmp_path, "h.csv", b"t,y,a\n"), CsvMapping(label="y", time="t"))
+    )
+    criteo_rows: list[Any] = list(read_criteo(_hostile_lines(tmp_path, "h.criteo")))
+    for rows in (csv_rows, criteo_rows):
+        assert rows and all(isinstance(r, LogRow | BadRow) for r in rows)

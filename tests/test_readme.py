@@ -1,0 +1,21 @@
+"""The README's promises that the code can check: lists it gives are the code's lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stream.errors import DEAD_LETTER_REASONS
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_the_dead_letter_reasons_in_the_readme_are_the_codes() -> None:
+    lines = README.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "dead-letter reasons" in line)
+    rows = []
+    for line in lines[start + 3 :]:
+        if not line.strip().startswith("|"):
+            break
+        reason, meaning = (cell.strip() for cell in line.strip().strip("|").split("|", 1))
+        rows.append((reason.strip("`"), meaning))
+    assert dict(rows) == DEAD_LETTER_REASONS
