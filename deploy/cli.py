@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 from deploy.commands import bench, broker, demo, join, replay, simulate
-from deploy.config import CONFIG_ENV, Option, add_options, resolve
+from deploy.config import CONFIG_ENV, Option, add_options, resolve, unknown_environment
 from deploy.errors import ConfigError, DeployError
 from deploy.logs import configure_logging
 from model.errors import ModelError
@@ -53,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fmstream {command.NAME}: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log.level)
+    for name in unknown_environment(os.environ):
+        print(f"fmstream: warning: {name} names no setting and is ignored", file=sys.stderr)
     try:
         code: int = command.run(settings, args)
     except (DeployError, StreamError, StoreError, ModelError) as exc:

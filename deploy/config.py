@@ -69,13 +69,24 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> N
     for opt in options:
         if opt.key not in FIELDS:
             raise ConfigError(f"option {opt.flag} names unknown key {opt.key}")
-        default = FIELDS[opt.key][3]
+        _, _, typ, default = FIELDS[opt.key]
+        help_text = f"{opt.help} [env {opt.env}; default {default}]"
+        if typ is bool:  # a switch: present means true
+            parser.add_argument(
+                opt.flag,
+                dest=opt.dest,
+                default=None,
+                action="store_const",
+                const="true",
+                help=help_text,
+            )
+            continue
         parser.add_argument(
             opt.flag,
             dest=opt.dest,
             default=None,
             metavar=opt.key.split(".")[-1].upper(),
-            help=f"{opt.help} [env {opt.env}; default {default}]",
+            help=help_text,
         )
 
 
@@ -100,14 +111,20 @@ def resolve(
     return _build(raw, kafka_options)
 
 
+def unknown_environment(environ: Mapping[str, str]) -> list[str]:
+    """FMSTREAM_* variables that name no setting (a misspelt one is otherwise ignored)."""
+    known = {env_name(key) for key in FIELDS} | {CONFIG_ENV}
+    return sorted(n for n in environ if n.startswith("FMSTREAM_") and n not in known)
+
+
 def _read_toml(path: Path, raw: dict[str, tuple[Any, str]], kafka_options: dict[str, Any]) -> None:
     try:
         with path.open("rb") as f:
             doc = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path} (TOML in UTF-8): {exc}") from exc
     for section, table in doc.items():
         if section not in SECTIONS or not isinstance(table, dict):
             raise ConfigError(
@@ -116,6 +133,12 @@ def _read_toml(path: Path, raw: dict[str, tuple[Any, str]], kafka_options: dict[
         for name, value in table.items():
             key = f"{section}.{name}"
             if key in FIELDS and key != "kafka.options":
+                if isinstance(value, str) and FIELDS[key][2] in (int, float, bool):
+                    # TOML has numbers and booleans: a quoted one is a mistake, not text.
+                    raise ConfigError(
+                        f"{path}: {key} must be {_describe(FIELDS[key][2])}, got the string "
+                        f"{value!r} (write it without quotes)"
+                    )
                 raw[key] = (value, str(path))
             elif section == "kafka" and known_option(name):
                 kafka_options[name] = value

@@ -50,7 +50,13 @@ _BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 def partition_counts(options: ClientOptions, topics: TopicSettings) -> dict[str, int]:
     """Creates missing output topics and checks that the inputs are co-partitioned."""
-    admin = KafkaAdminClient(**options.admin())
+    try:
+        admin = KafkaAdminClient(**options.admin())
+    except KafkaError as exc:
+        raise BrokerError(
+            f"cannot reach the Kafka cluster at {options.bootstrap_servers}: {exc}; check "
+            "--bootstrap and that the brokers are up"
+        ) from exc
     try:
         counts = topic_partitions(admin, [topics.impressions, topics.clicks])
     except KafkaError as exc:

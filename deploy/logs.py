@@ -19,8 +19,8 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # kafka-python logs every reconnect attempt at INFO/WARNING; keep our lines readable.
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
-    # Its event loop warns whenever one send takes over 100 ms, which large produce
-    # batches on a busy machine always do; it says nothing an operator can act on.
-    logging.getLogger("kafka.net.selector").setLevel(max(logging.ERROR, root.level))
+    # kafka-python logs every reconnect attempt, and warns whenever one send takes over
+    # 100 ms; fmstream reports broker trouble itself (one line, naming the servers), so
+    # below DEBUG only the client's fatal lines are shown.
+    kafka_level = logging.DEBUG if root.level <= logging.DEBUG else logging.CRITICAL
+    logging.getLogger("kafka").setLevel(kafka_level)

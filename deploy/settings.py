@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from deploy.errors import ConfigError
-from model.trainer import TrainerConfig
+from model.errors import ModelError
+from model.trainer import TrainerConfig, resolve_device
 from model.zoo import PAPER_NAMES, ModelConfig, canonical_name
 from stream.joiner import JoinConfig
 from stream.kafka.options import ClientOptions
@@ -47,9 +48,23 @@ class KafkaSettings:
                 f"kafka.profile must be 'local' (quick group joins on one local broker) or "
                 f"'production', got {self.profile!r}"
             )
+        check_bootstrap(self.bootstrap_servers)
 
     def client_options(self) -> ClientOptions:
         return ClientOptions(self.bootstrap_servers, self.profile, self.options)
+
+
+def check_bootstrap(servers: str) -> None:
+    """`host:port[,host:port]`, each port in 1..65535 (an IPv6 host in brackets)."""
+    for item in servers.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        valid = bool(sep and host) and port.isdigit() and 0 < int(port) < 65_536
+        if not valid or any(c.isspace() or c in "/@" for c in host):
+            raise ConfigError(
+                f"kafka.bootstrap_servers must be host:port[,host:port], got {servers!r} "
+                f"({item.strip()!r} is not host:port)"
+            )
 
 
 @dataclass(frozen=True)
@@ -124,6 +139,7 @@ class ReplaySettings:
     max_rows: int = 0
     sample: float = 1.0
     max_bad_share: float = 0.01
+    sort: bool = False
     out: Path = Path("runs/replay")
     truth: Path | None = None
     models: str = ",".join(PAPER_NAMES)
@@ -251,8 +267,7 @@ class TrainSettings:
             raise ConfigError(f"train.store must be memory or rocksdb, got {self.store!r}")
         if self.cache_rows < 1:
             raise ConfigError(f"train.cache_rows must be >= 1, got {self.cache_rows}")
-        if self.batch_size < 1:
-            raise ConfigError(f"train.batch_size must be >= 1, got {self.batch_size}")
+        self._check_ranges()
         for name in self.model_names():
             try:
                 canonical_name(name)
@@ -269,6 +284,22 @@ class TrainSettings:
                 "train.sparse_optimizer must be adagrad, adam or ftrl, "
                 f"got {self.sparse_optimizer!r}"
             )
+
+    def _check_ranges(self) -> None:
+        at_least = {"batch_size": 1, "k": 1, "neurons": 1, "hidden_layers": 0}
+        for name, low in at_least.items():
+            if getattr(self, name) < low:
+                raise ConfigError(f"train.{name} must be >= {low}, got {getattr(self, name)}")
+        if not 0 < self.dropout_keep <= 1:
+            raise ConfigError(f"train.dropout_keep must be in (0, 1], got {self.dropout_keep}")
+        if not 0 < self.dense_lr <= 1:
+            raise ConfigError(f"train.dense_lr must be in (0, 1], got {self.dense_lr}")
+        if self.sparse_lr < 0:
+            raise ConfigError(f"train.sparse_lr must be >= 0 (0: default), got {self.sparse_lr}")
+        try:
+            resolve_device(self.device)
+        except ModelError as exc:
+            raise ConfigError(f"train.device: {exc}") from None
 
     def field_thresholds(self) -> dict[str, int]:
         """`admit_after_fields` = "user_id:5,item_id:3": per-field admission thresholds."""

@@ -6,6 +6,7 @@ loss, backward, dense Adam step, per-row optimizer step, write the rows back.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Protocol
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 
 from model.dense_optim import dense_optimizer
 from model.embeddings import EmbeddingSource, InMemoryEmbeddings
+from model.errors import ModelError
 from model.features import EncodedBatch
 from model.grouping import unique_entries
 from model.layers import SparseBatch
@@ -45,8 +47,14 @@ class TrainerConfig:
 
 
 def resolve_device(name: str) -> torch.device:
+    """ "auto" (CUDA when present), "cpu", "cuda" or "cuda:N"; ModelError otherwise, or
+    when CUDA is asked for on a machine without it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and not re.fullmatch(r"cuda(:[0-9]+)?", name):
+        raise ModelError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {name!r} asked for, but torch sees no CUDA device here")
     return torch.device(name)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from deploy.commands.common import TRAIN, add_store_reuse
 from deploy.config import Option
 from deploy.replay import report
+from deploy.replay.census import schema_lines
 from deploy.replay.run import grid, replay
 from deploy.settings import Settings
 
@@ -30,6 +31,7 @@ _REPLAY_HELP = {
     "max_rows": "read at most this many rows (0: all)",
     "sample": "keep this fraction of rows (seeded by --train-seed)",
     "max_bad_share": "stop when more than this share of the rows is unreadable",
+    "sort": "sort a timed log by time first (on disk, bounded memory) instead of refusing it",
     "out": "directory of replay.json, replay.md, replay.png",
     "truth": "truth file for the Bayes-optimal row (default: LOG/truth.csv when present)",
     "models": "comma-separated models (default: the paper's nine)",
@@ -81,6 +83,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         if args.paper_table:
             print()
             print(report.paper_table(doc))
+        print("\n".join(report.join_summary(doc)))
+        print("\n".join(schema_lines(doc["schema"])))
         bad = doc["bad_rows"]
         if bad["count"]:
             print(f"unreadable rows: {bad['count']} (first: {'; '.join(bad['first'])})")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,9 @@ from typing import Any
 from deploy.errors import ConfigError
 from deploy.settings import ReplaySettings
 from model.features import FeatureSchema, FieldSpec
+from stream.events import IMPRESSIONS
 from stream.logs.formats import AVAZU, CRITEO_CAT, CRITEO_INT, CsvMapping, read_criteo, read_csv
+from stream.logs.order import check_order, sorted_by_time
 from stream.logs.records import LogRecord, read_jsonl_dir, rows_to_records
 from stream.logs.rows import BadRow, LogRow
 
@@ -53,6 +55,7 @@ class OpenedInput:
     clock: PeriodClock
     format: str
     truth: Path | None
+    rows_per_period: int | None = None  # a log without time: periods are runs of rows
 
 
 def detect_format(path: Path, requested: str) -> str:
@@ -67,7 +70,10 @@ def detect_format(path: Path, requested: str) -> str:
     return "csv"
 
 
-def open_input(path: Path, cfg: ReplaySettings, seed: int) -> OpenedInput:
+def open_input(
+    path: Path, cfg: ReplaySettings, seed: int, lateness_ms: int = 10_000
+) -> OpenedInput:
+    """`lateness_ms`: the join's allowed lateness, the disorder a timed log may have."""
     if not path.exists():
         raise ConfigError(f"the log {path} does not exist")
     fmt = detect_format(path, cfg.format)
@@ -81,26 +87,47 @@ def open_input(path: Path, cfg: ReplaySettings, seed: int) -> OpenedInput:
             raise ConfigError(f"a jsonl replay reads a directory of `simulate --out`, not {path}")
         truth = cfg.truth or (path / "truth.csv" if (path / "truth.csv").exists() else None)
         records = _limit(read_jsonl_dir(path), cfg.max_rows)
-        return OpenedInput(records, None, _timed(cfg), fmt, truth)
+        clock = _timed(cfg, lambda: _record_times(_limit(read_jsonl_dir(path), cfg.max_rows)))
+        return OpenedInput(records, None, clock, fmt, truth)
     rows, schema, timed = _rows(path, fmt, cfg)
+    if timed and cfg.periods:  # cut by row order: row order is then the time
+        rows, timed = _without_time(rows), False
     rows = _sample(_limit(rows, cfg.max_rows), cfg.sample, seed)
     if timed:
-        clock = _timed(cfg)
+        rows = sorted_by_time(rows) if cfg.sort else check_order(rows, lateness_ms)
+    per_period = None
+    if timed:
+        clock = PeriodClock(cfg.period_ms())
     else:
         rows_in_file = _count_lines(path) - (0 if fmt == "criteo" and not _has_header(path) else 1)
         total = min(rows_in_file, cfg.max_rows) if cfg.max_rows else rows_in_file
         per_period = max(1, math.ceil(total / (cfg.periods or 1)))
         clock = PeriodClock(per_period * ROW_STEP_MS, START_MS)
     records = rows_to_records(rows, START_MS, ROW_STEP_MS, cfg.click_delay_ms)
-    return OpenedInput(records, schema, clock, fmt, cfg.truth)
+    return OpenedInput(records, schema, clock, fmt, cfg.truth, per_period)
 
 
-def _timed(cfg: ReplaySettings) -> PeriodClock:
-    if cfg.periods:
-        raise ConfigError(
-            "--periods cuts logs without time by row order; this log has time: use --period"
-        )
-    return PeriodClock(cfg.period_ms())
+def _timed(cfg: ReplaySettings, times: Callable[[], Iterator[int]]) -> PeriodClock:
+    """`--period`, or with `--periods N` N equal spans of the directory's time (a first
+    pass over the log finds where its time starts and ends)."""
+    if not cfg.periods:
+        return PeriodClock(cfg.period_ms())
+    first = last = None
+    for ts in times():
+        first = ts if first is None else min(first, ts)
+        last = ts if last is None else max(last, ts)
+    if first is None or last is None:
+        return PeriodClock(cfg.period_ms())  # nothing readable: the replay says so
+    return PeriodClock(max(1, math.ceil((last - first + 1) / cfg.periods)), first)
+
+
+def _record_times(items: Iterator[LogRecord | BadRow]) -> Iterator[int]:
+    return (r.ts for r in items if isinstance(r, LogRecord) and r.topic == IMPRESSIONS)
+
+
+def _without_time(rows: Iterator[LogRow | BadRow]) -> Iterator[LogRow | BadRow]:
+    for row in rows:
+        yield row if isinstance(row, BadRow) else LogRow(row.line, row.label, None, row.features)
 
 
 def _rows(

@@ -10,12 +10,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from deploy.replay.inputs import ROW_STEP_MS, START_MS
 from deploy.replay.protocol import PeriodReplay, Scores
 from model.zoo import PAPER_NAMES
 
 
-def _period_label(start_ms: int) -> str:
-    return datetime.fromtimestamp(start_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+def _period_label(start_ms: int, rows_per_period: int | None) -> str:
+    """A period's start: its UTC time, or for a log without time its rows (the clock of
+    such a log is invented, START_MS + row * ROW_STEP_MS)."""
+    if rows_per_period:
+        first = (start_ms - START_MS) // ROW_STEP_MS
+        return f"rows {first:,}-{first + rows_per_period - 1:,}"
+    return datetime.fromtimestamp(start_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M") + " UTC"
 
 
 def _metrics(scores: Scores) -> dict[str, Any]:
@@ -41,7 +47,7 @@ def build(replay: PeriodReplay, meta: dict[str, Any]) -> dict[str, Any]:
             models[t.config.paper_name] = entry
         row: dict[str, Any] = {
             "period": p,
-            "start": _period_label(info.start_ms),
+            "start": _period_label(info.start_ms, meta.get("rows_per_period")),
             "start_ms": info.start_ms,
             "events": info.events,
             "snapshot_newest_ms": info.snapshot_newest_ms,
@@ -99,7 +105,7 @@ def tables(doc: dict[str, Any]) -> str:
         if not ranked:
             continue
         out.append(
-            f"period {period['period']} from {period['start']} UTC: holdout of the snapshot "
+            f"period {period['period']} ({period['start']}): holdout of the snapshot "
             f"taken before it ({period['events']} events)"
         )
         out.append(_HEAD)
@@ -115,8 +121,44 @@ def tables(doc: dict[str, Any]) -> str:
             out.append(_line("Bayes-optimal", doc["overall"]["Bayes-optimal"]["holdout"]))
         out += [_line(name, m) for name, m in _ranked(overall)]
     else:
-        out.append("no holdout: the log spans a single period (use --period or --periods)")
+        hint = "--periods N" if doc.get("rows_per_period") else "a shorter --period, or --periods N"
+        out.append(f"no holdout: the log spans a single period (use {hint})")
     return "\n".join(out)
+
+
+def join_summary(doc: dict[str, Any]) -> list[str]:
+    """The join's counters in one line, then a warning for each that is implausible
+    for a log in time order (a sign of disorder or of wrong column options)."""
+    events, after = doc["events"], doc["events_after_their_period"]
+    join = doc.get("join")
+    lines = []
+    if join is not None:
+        lines.append(
+            f"joined: {join['labels_positive'] + join['labels_negative']} labels "
+            f"({join['labels_positive']} clicked), late clicks {join['late_clicks']}, "
+            f"orphan clicks {join['orphan_clicks']}, duplicate impressions "
+            f"{join['duplicate_impressions']}, duplicate clicks {join['duplicate_clicks']}; "
+            f"events after their period {after}"
+        )
+        clicks = max(1, join["clicks"])
+        if join["orphan_clicks"] > 0.05 * clicks:
+            lines.append(
+                f"warning: {join['orphan_clicks']} of {join['clicks']} clicks found no "
+                "impression: is the log in time order, is the click delay right?"
+            )
+        if join["late_clicks"] > 0.2 * clicks:
+            lines.append(
+                f"warning: {join['late_clicks']} of {join['clicks']} clicks came after their "
+                "window and count as label 0"
+            )
+    else:
+        lines.append(f"events after their period: {after}")
+    if after > 0.01 * max(1, events):
+        lines.append(
+            f"warning: {after} of {events} events were logged after their period ended "
+            "and were scored with a later one"
+        )
+    return lines
 
 
 def paper_table(doc: dict[str, Any]) -> str:
@@ -152,13 +194,20 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{doc['events']} labeled events, {len(doc['periods'])} periods, "
         f"{doc['bad_rows']['count']} unreadable rows."
     )
+    out += ["", *(f"- {line}" for line in join_summary(doc))]
+    schema = doc.get("schema")
+    if schema:
+        out += ["", f"Features (first {schema['events']} events):", ""]
+        out += ["| field | kind | distinct values |", "|---|---|---|"]
+        out += [f"| {f['field']} | {f['kind']} | {f['distinct']} |" for f in schema["fields"]]
+        out += ["", *(f"- {w}" for w in schema["warnings"])]
     for period in doc["periods"]:
         ranked = _ranked(period["models"])
         if not ranked:
             continue
         out += [
             "",
-            f"## Period {period['period']} ({period['start']} UTC, {period['events']} events)",
+            f"## Period {period['period']} ({period['start']}, {period['events']} events)",
             "",
         ]
         out += ["| model | AUC | logloss | NE | calibration | count |", "|---|---|---|---|---|---|"]
@@ -211,7 +260,8 @@ def plot(doc: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("period")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-    ax_auc.legend(fontsize=8)
+    if names:
+        ax_auc.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from deploy.errors import ConfigError, ReplayInputError
 from deploy.replay import report
+from deploy.replay.census import FieldCensus
 from deploy.replay.freeze import Freezer
 from deploy.replay.inputs import open_input
 from deploy.replay.protocol import PeriodReplay
@@ -109,7 +110,7 @@ def replay(
     reuse: str | None = None,
 ) -> dict[str, Any]:
     cfg = settings.replay
-    opened = open_input(path, cfg, train.seed)
+    opened = open_input(path, cfg, train.seed, settings.join.allowed_lateness_ms)
     store_note = prepare_store(train, out / "store", reuse)
     if store_note:
         log.info("replay_store %s", store_note)
@@ -117,9 +118,14 @@ def replay(
     # The in-process join's counters; the daemon's are its Prometheus metrics.
     join = None if via_kafka else OrderedJoin(settings.join)
     bad = BadRows(cfg.max_bad_share)
+    census = FieldCensus()
 
     def meta() -> dict[str, Any]:
-        return _meta(path, opened.format, train, via_kafka, bad, join)
+        return {
+            **_meta(path, opened.format, train, via_kafka, bad, join),
+            "rows_per_period": opened.rows_per_period,
+            "schema": census.to_json(),
+        }
 
     def period_done() -> None:  # a late failure loses no finished period
         report.write_files(report.build(protocol, meta()), out, with_plot=False)
@@ -145,6 +151,7 @@ def replay(
         else:
             events = _joined(records, join, bad)
         for event in events:
+            census.add(event.features)
             protocol.add(event)
     protocol.finish()
     bad.check(protocol.events)

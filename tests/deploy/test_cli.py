@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from deploy.broker import free_port
 from deploy.cli import COMMANDS
 from store.rows import RowStore
 
@@ -195,3 +196,22 @@ def test_simulate_to_an_absent_broker_fails_fast_with_the_address(tmp_path: Path
     )
     assert result.returncode == 1
     assert "127.0.0.1:1" in result.stderr
+
+
+@pytest.mark.parametrize("servers", ["notahost:abc", "host", ":9092", "a:1,b:99999", "x y:1"])
+def test_a_bootstrap_that_is_not_host_port_is_a_configuration_error(servers: str) -> None:
+    result = _run("join", "--bootstrap", servers)
+    assert result.returncode == 2
+    assert "kafka.bootstrap_servers must be host:port" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_join_with_no_broker_listening_says_so_in_one_line(tmp_path: Path) -> None:
+    server = f"127.0.0.1:{free_port()}"
+    argv = ["join", "--bootstrap", server, "--kafka-profile", "local"]
+    result = _run(*argv, "--state-dir", str(tmp_path / "s"))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"fmstream join: error: cannot reach the Kafka cluster at {server}: KafkaTimeoutError: "
+        f"Unable to bootstrap from ['{server}']; check --bootstrap and that the brokers are up"
+    ]

@@ -6,7 +6,7 @@ import pytest
 
 from deploy.cli import COMMON, build_parser
 from deploy.commands import simulate
-from deploy.config import resolve
+from deploy.config import resolve, unknown_environment
 from deploy.errors import ConfigError
 from deploy.settings import Settings
 
@@ -71,7 +71,12 @@ def test_paths_and_kafka_pass_through(tmp_path: Path) -> None:
             "bad value for simulate.days from --days: expected an integer",
         ),
         ([], {"FMSTREAM_SIMULATE_CTR": "lots"}, "", "simulate.ctr from FMSTREAM_SIMULATE_CTR"),
-        ([], {}, "[simulate]\ndays = 'x'\n", "bad value for simulate.days from"),
+        (
+            [],
+            {},
+            "[simulate]\ndays = 'x'\n",
+            "simulate.days must be an integer, got the string 'x'",
+        ),
         ([], {}, "[simulate]\ndayz = 3\n", "unknown key simulate.dayz"),
         ([], {}, "[simlate]\ndays = 3\n", "unknown table [simlate]"),
         ([], {}, "[kafka]\nsesion_timeout_ms = 3\n", "unknown key kafka.sesion_timeout_ms"),
@@ -96,3 +101,46 @@ def test_bad_values_name_the_key(
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         _resolve([], {}, tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[train]\nneurons = 0\n", "train.neurons must be >= 1"),
+        ("[train]\nk = 0\n", "train.k must be >= 1"),
+        ("[train]\ndense_lr = -1\n", "train.dense_lr must be in (0, 1]"),
+        ("[train]\ndropout_keep = 0\n", "train.dropout_keep must be in (0, 1]"),
+        ("[train]\ndevice = 'tpu'\n", "device must be auto, cpu, cuda or cuda:N"),
+        ("[train]\ndevice = 'gpu'\n", "device must be auto, cpu, cuda or cuda:N"),
+        ("[simulate]\nctr = '0.04'\n", "simulate.ctr must be a number, got the string '0.04'"),
+        ("[kafka]\nbootstrap_servers = 'h:abc'\n", "must be host:port"),
+    ],
+)
+def test_every_setting_out_of_its_range_is_a_configuration_error(
+    tmp_path: Path, text: str, words: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        _resolve([], {}, _toml(tmp_path, text))
+    assert words in str(info.value)
+
+
+def test_cuda_on_a_machine_without_it_is_a_configuration_error(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        assert _resolve([], {}, _toml(tmp_path, "[train]\ndevice = 'cuda'\n")).train.device
+        return
+    with pytest.raises(ConfigError, match="torch sees no CUDA device"):
+        _resolve([], {}, _toml(tmp_path, "[train]\ndevice = 'cuda'\n"))
+
+
+def test_a_config_file_that_is_not_utf8_is_a_configuration_error(tmp_path: Path) -> None:
+    path = tmp_path / "fmstream.toml"
+    path.write_bytes(b"[simulate]\ndays = 3 # \xff\xfe\n")
+    with pytest.raises(ConfigError, match="TOML in UTF-8"):
+        _resolve([], {}, path)
+
+
+def test_unknown_fmstream_variables_are_named() -> None:
+    env = {"FMSTREAM_SIMULATE_DAYZ": "3", "FMSTREAM_SIMULATE_DAYS": "3", "HOME": "/"}
+    assert unknown_environment(env) == ["FMSTREAM_SIMULATE_DAYZ"]

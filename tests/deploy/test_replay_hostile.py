@@ -4,6 +4,8 @@ line saying what is wrong, reports that always serialize, rows counted not fatal
 from __future__ import annotations
 
 import json
+import random
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from deploy.replay.run import BadRows, _joined
 from stream.join.ordered import OrderedJoin
 from stream.joiner import JoinConfig
 from stream.logs.formats import CsvMapping, read_criteo, read_csv
+from stream.logs.order import sorted_by_time
 from stream.logs.records import read_jsonl_dir
 from stream.logs.rows import BadRow, LogRow
 from tests import hostile
@@ -164,3 +167,79 @@ def test_hostile_lines_become_records_or_unreadable_rows(tmp_path: Path) -> None
     criteo_rows: list[Any] = list(read_criteo(_hostile_lines(tmp_path, "h.criteo")))
     for rows in (csv_rows, criteo_rows):
         assert rows and all(isinstance(r, LogRow | BadRow) for r in rows)
+
+
+def test_an_unsorted_log_is_refused_or_sorted(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    header, *rows = _hourly_csv(path, 2_000)
+    random.Random(3).shuffle(rows)
+    path.write_text("\n".join([header, *rows]) + "\n")
+    args = [str(path), "--label", "y", "--time", "t", "--period", "6h", *QUICK]
+    refused = _run(*args, out=tmp_path / "r")
+    _fails_in_one_line(refused, "the log is not in time order: ")
+    assert "timed rows come after a later one" in refused.stderr
+    assert "replay with --sort" in refused.stderr
+    result = _run(*args, "--sort", out=tmp_path / "r")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((tmp_path / "r" / "replay.json").read_text())
+    assert doc["events"] == 2_000 and doc["events_after_their_period"] == 0
+    assert doc["join"]["orphan_clicks"] == 0 and doc["join"]["late_clicks"] == 0
+    assert doc["join"]["labels_positive"] == sum(1 for i in range(2_000) if i % 7 == 0)
+    assert "joined: 2000 labels (286 clicked), late clicks 0, orphan clicks 0" in result.stdout
+    assert "warning" not in result.stdout
+    assert "joined: 2000 labels" in (tmp_path / "r" / "replay.md").read_text()
+
+
+def test_the_external_sort_merges_spilled_chunks_in_time_order(tmp_path: Path) -> None:
+    rng = random.Random(8)
+    rows: list[LogRow | BadRow] = [
+        LogRow(i, i % 2, rng.randrange(1_000), {"f": f"v{i}"}) for i in range(1_000)
+    ]
+    rows.insert(500, BadRow(9_999, "unreadable"))
+    out = list(sorted_by_time(rows, chunk_rows=64, tmp_dir=tmp_path))
+    assert out[0] == BadRow(9_999, "unreadable")
+    good = [r for r in out if isinstance(r, LogRow)]
+    assert sorted(good, key=lambda r: (r.ts, r.line)) == good
+    assert sorted(r.line for r in good) == list(range(1_000))
+    assert list(tmp_path.iterdir()) == []  # the spilled chunks are gone
+
+
+def test_a_one_hour_avazu_log_is_cut_by_row_order(tmp_path: Path) -> None:
+    args = [str(DATA / "avazu_sample.txt"), *QUICK]
+    single = _run(*args, out=tmp_path / "one")
+    assert single.returncode == 0, single.stderr
+    assert "use a shorter --period, or --periods N" in single.stdout
+    assert "No artists" not in single.stderr
+    cut = _run(*args, "--periods", "5", out=tmp_path / "five")
+    assert cut.returncode == 0, cut.stderr
+    doc = json.loads((tmp_path / "five" / "replay.json").read_text())
+    assert [p["events"] for p in doc["periods"]] == [20] * 5
+    assert [p["start"] for p in doc["periods"]][:2] == ["rows 0-19", "rows 20-39"]
+    assert "period 1 (rows 20-39): holdout" in cut.stdout
+    assert "2026-01-01" not in cut.stdout
+
+
+def test_periods_of_a_simulated_directory_are_equal_spans_of_time(
+    tmp_path: Path, simulated: Path
+) -> None:
+    result = _run(str(simulated), "--periods", "3", *QUICK, out=tmp_path)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((tmp_path / "replay.json").read_text())
+    assert len(doc["periods"]) == 3 and doc["periods"][0]["start"].endswith("UTC")
+
+
+def test_the_schema_is_shown_and_an_id_column_is_warned_about(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    lines = ["t,y,row,city"]
+    for i in range(600):
+        lines.append(f"{1_780_000_000 + i * 60},{int(i % 7 == 0)},{i},c{i % 3}")
+    path.write_text("\n".join(lines) + "\n")
+    result = _run(str(path), "--label", "y", "--time", "t", "--period", "3h", *QUICK, out=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "schema (first 600 events): field kind distinct-values" in result.stdout
+    assert re.search(r"city +categorical +3", result.stdout)
+    assert re.search(r"row +categorical +600", result.stdout)
+    assert "warning: field 'row' has 600 distinct values in 600 events" in result.stdout
+    doc = json.loads((tmp_path / "replay.json").read_text())
+    assert {f["field"]: f["distinct"] for f in doc["schema"]["fields"]} == {"city": 3, "row": 600}
+    assert "| row | categorical | 600 |" in (tmp_path / "replay.md").read_text()
