@@ -97,21 +97,25 @@ def test_an_idle_daemon_labels_a_later_backfill_like_the_offline_join(
             clock.now += 10
             d.step()
         send = Inputs(broker.client_options, topics)
+        sent = 0
         for day in Simulator(sim).run():
             for r in day.records:
                 send.raw(getattr(topics, r.topic), r.value, None, r.key.decode(), None)
+                sent += 1
         send.flush()
         send.close()
         expected = offline_labels(sim)
 
         def step() -> bool:
-            clock.now += 1
+            # About as fast as the real clock: an input is idle only once its fetches
+            # have had time to come back empty.
+            clock.now += 0.2
+            if sum(sum(t.consumed.values()) for t in d.tasks.values()) >= sent:
+                clock.now += 600  # traffic over: the idle rule closes the last windows
             done = sum(
                 t.core.stats.labels_negative + t.core.stats.labels_positive
                 for t in d.tasks.values()
             )
-            if done >= len(expected) * 0.9:
-                clock.now += 600  # traffic over: the idle rule closes the last windows
             return done >= len(expected)
 
         run_until(d, step, timeout_s=90)

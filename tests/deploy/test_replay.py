@@ -180,19 +180,22 @@ def test_store_eviction_runs_on_the_replay_event_time_schedule(tmp_path: Path) -
     assert lr["store_evicted"]["max_rows"] > 0 and lr["store_evicted"]["ttl"] == 0
 
 
-def test_a_row_logged_after_its_period_ended_joins_the_current_period(tmp_path: Path) -> None:
+def test_a_row_logged_hours_late_is_refused_or_sorted_into_its_period(tmp_path: Path) -> None:
     path = tmp_path / "late.csv"
     rows = [f"{1_780_000_000 + i * 60},{int(i % 5 == 0)},u{i % 7}" for i in range(200)]
     rows.append(f"{1_780_000_000},0,u1")  # hours late: its own period is long over
     path.write_text("t,y,user\n" + "\n".join(rows) + "\n")
-    _, doc = _replay(
-        str(path),
-        *HOURLY_CSV,
-        "--models",
-        "lr",
-        "--store",
-        "memory",
-        out=tmp_path / "r",
+    args = [str(path), *HOURLY_CSV, "--models", "lr", "--store", "memory"]
+    refused = subprocess.run(
+        [FMSTREAM, "replay", *args, "--out", str(tmp_path / "r"), *SMALL],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
-    assert doc["events"] == 201 and doc["events_after_their_period"] == 1
+    assert refused.returncode == 1
+    assert "1 of 201 timed rows come after a later one (the first at line 202" in refused.stderr
+    _, doc = _replay(*args, "--sort", out=tmp_path / "r")
+    assert doc["events"] == 201 and doc["events_after_their_period"] == 0
+    assert doc["periods"][0]["events"] == 35  # 34 rows to the first UTC hour, and the late one
     _holdout_never_saw_its_period(doc)
