@@ -68,18 +68,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _show(lines: list[str]) -> None:
+    if lines:
+        print("\n".join(lines), flush=True)
+
+
 def run(settings: Settings, args: argparse.Namespace) -> int:
     cfg = settings.replay
     train = dataclasses.replace(settings.train, models=cfg.models, store=cfg.store)
     settings_grid = grid(train, args.grid)
     for i, (label, setting) in enumerate(settings_grid):
         out = cfg.out / f"grid-{i}" if len(settings_grid) > 1 else cfg.out
-        doc = replay(
-            args.log, settings, setting, out, via_kafka=args.via_kafka, reuse=args.store_reuse
-        )
         if label:
             print(f"== {label}")
-        print(report.tables(doc))
+        doc = replay(
+            args.log,
+            settings,
+            setting,
+            out,
+            via_kafka=args.via_kafka,
+            reuse=args.store_reuse,
+            show=_show,
+        )
+        # Every period but the last was shown as it completed.
+        print(report.tables(doc, shown=max(0, len(doc["periods"]) - 1)))
         if args.paper_table:
             print()
             print(report.paper_table(doc))

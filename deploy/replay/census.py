@@ -53,7 +53,7 @@ class FieldCensus:
                 "distinct": len(self._values[name]),
                 "present": self.present[name],
             }
-            for name, kinds in sorted(self.kinds.items())
+            for name, kinds in self.kinds.items()
         ]
 
     def warnings(self) -> list[str]:

@@ -98,21 +98,25 @@ def _num(x: float) -> float:
     return -1.0 if math.isnan(x) else x
 
 
-def tables(doc: dict[str, Any]) -> str:
-    out = []
-    for period in doc["periods"]:
-        ranked = _ranked(period["models"])
-        if not ranked:
-            continue
-        out.append(
-            f"period {period['period']} ({period['start']}): holdout of the snapshot "
-            f"taken before it ({period['events']} events)"
-        )
-        out.append(_HEAD)
-        if "bayes" in period:
-            out.append(_line("Bayes-optimal", period["bayes"]))
-        out += [_line(name, m) for name, m in ranked]
-        out.append("")
+def period_table(period: dict[str, Any]) -> list[str]:
+    """One period's holdout table (empty when no model was held out on it)."""
+    ranked = _ranked(period["models"])
+    if not ranked:
+        return []
+    out = [
+        f"period {period['period']} ({period['start']}): holdout of the snapshot "
+        f"taken before it ({period['events']} events)",
+        _HEAD,
+    ]
+    if "bayes" in period:
+        out.append(_line("Bayes-optimal", period["bayes"]))
+    return [*out, *(_line(name, m) for name, m in ranked), ""]
+
+
+def tables(doc: dict[str, Any], shown: int = 0) -> str:
+    """Every period's table after the first `shown` (printed as they completed), then
+    the overall one."""
+    out = [line for period in doc["periods"][shown:] for line in period_table(period)]
     overall = {k: v for k, v in doc["overall"].items() if k != "Bayes-optimal"}
     if overall:
         out.append("overall: every holdout period together")

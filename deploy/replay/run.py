@@ -17,7 +17,7 @@ from deploy.errors import ConfigError, ReplayInputError
 from deploy.replay import report
 from deploy.replay.census import FieldCensus
 from deploy.replay.freeze import Freezer
-from deploy.replay.inputs import open_input
+from deploy.replay.inputs import OpenedInput, open_input
 from deploy.replay.protocol import PeriodReplay
 from deploy.replay.via_kafka import labeled_via_kafka
 from deploy.settings import Settings, TrainSettings
@@ -108,7 +108,9 @@ def replay(
     out: Path,
     via_kafka: bool = False,
     reuse: str | None = None,
+    show: Callable[[list[str]], None] | None = None,
 ) -> dict[str, Any]:
+    """`show` gets each period's holdout table as the period completes."""
     cfg = settings.replay
     opened = open_input(path, cfg, train.seed, settings.join.allowed_lateness_ms)
     store_note = prepare_store(train, out / "store", reuse)
@@ -128,22 +130,12 @@ def replay(
         }
 
     def period_done() -> None:  # a late failure loses no finished period
-        report.write_files(report.build(protocol, meta()), out, with_plot=False)
+        doc = report.build(protocol, meta())
+        report.write_files(doc, out, with_plot=False)
+        if show is not None:
+            show(report.period_table(doc["periods"][-1]))
 
-    protocol = PeriodReplay(
-        train.model_configs(),
-        train.trainer_config(),
-        train.batch_size,
-        opened.clock.period_of,
-        opened.clock.start_of,
-        Freezer(out / "snapshots", train.seed),
-        source_for=lambda model, layout: embedding_source(train, layout, model.name, out / "store"),
-        filter_for=lambda fields: admission_for(train, fields),
-        truth=_truth(opened.truth),
-        schema=opened.schema,
-        eviction=train.eviction(),
-        on_period=period_done,
-    )
+    protocol = _protocol(train, opened, out, period_done)
     with tqdm(desc="replay", unit=" rec", disable=None, mininterval=2.0) as progress:
         records = _counted(opened.records, progress, bad)
         if join is None:
@@ -160,6 +152,25 @@ def replay(
     doc = report.build(protocol, meta())
     report.write_files(doc, out)
     return doc
+
+
+def _protocol(
+    train: TrainSettings, opened: OpenedInput, out: Path, on_period: Callable[[], None]
+) -> PeriodReplay:
+    return PeriodReplay(
+        train.model_configs(),
+        train.trainer_config(),
+        train.batch_size,
+        opened.clock.period_of,
+        opened.clock.start_of,
+        Freezer(out / "snapshots", train.seed),
+        source_for=lambda model, layout: embedding_source(train, layout, model.name, out / "store"),
+        filter_for=lambda fields: admission_for(train, fields),
+        truth=_truth(opened.truth),
+        schema=opened.schema,
+        eviction=train.eviction(),
+        on_period=on_period,
+    )
 
 
 def _meta(

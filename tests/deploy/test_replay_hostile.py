@@ -243,3 +243,17 @@ def test_the_schema_is_shown_and_an_id_column_is_warned_about(tmp_path: Path) ->
     doc = json.loads((tmp_path / "replay.json").read_text())
     assert {f["field"]: f["distinct"] for f in doc["schema"]["fields"]} == {"city": 3, "row": 600}
     assert "| row | categorical | 600 |" in (tmp_path / "replay.md").read_text()
+
+
+def test_a_replay_that_fails_late_keeps_the_periods_it_finished(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    lines = _hourly_csv(path, 3_000)
+    lines[2_001:] = [f"{1_780_000_000 + 2_000 * 60},maybe,u1,c1"] * 1_000  # the tail is bad
+    path.write_text("\n".join(lines) + "\n")
+    args = ["--label", "y", "--time", "t", "--period", "6h", *QUICK]
+    result = _run(str(path), *args, out=tmp_path / "r")
+    _fails_in_one_line(result, "more than --max-bad-share")
+    assert "period 1 (" in result.stdout  # the tables came as the periods completed
+    doc = json.loads((tmp_path / "r" / "replay.json").read_text())
+    assert len(doc["periods"]) >= 4
+    assert all("holdout" in p["models"]["LR"] for p in doc["periods"][1:])
