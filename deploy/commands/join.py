@@ -49,7 +49,8 @@ OPTIONS: list[Option] = [
     Option(
         "joiner.max_skew_hours",
         "--max-skew-hours",
-        "event times further than this from the partition's are dead-lettered",
+        "event times this far behind the partition's newest, or ahead of it or of their "
+        "broker timestamp, are dead-lettered",
     ),
     Option("topics.partitions", "--partitions", "partitions of the output topics it creates"),
 ]
