@@ -86,7 +86,7 @@ def _activation_backward(
         if mask is not None:
             g.mul_(mask)
         return
-    torch.ops.aten.threshold_backward.grad_input(g, out, 0.0, grad_input=g)
+    g.masked_fill_(out <= 0, 0.0)  # relu: no gradient where the unit was off
 
 
 class MLP(nn.Module):

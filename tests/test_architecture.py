@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,4 +39,34 @@ def test_only_deploy_reads_the_environment_or_installs_signals() -> None:
             for needle in ("os.environ", "os.getenv", "signal.signal", "prometheus_client"):
                 if needle in text:
                     offenders.append(f"{path.relative_to(ROOT)} uses {needle}")
+    assert offenders == []
+
+
+def _sources() -> list[Path]:
+    return [
+        p for package in sorted(CORE | {"deploy"}) for p in sorted((ROOT / package).rglob("*.py"))
+    ]
+
+
+def test_no_file_over_400_lines_and_no_function_over_60() -> None:
+    long_files, long_functions = [], []
+    for path in _sources():
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > 400:
+            long_files.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 60:
+                    long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert (long_files, long_functions) == ([], [])
+
+
+def test_only_public_torch_apis() -> None:
+    private = re.compile(r"torch\._[a-z]\w*|torch\.ops\.aten")
+    offenders = [
+        f"{path.relative_to(ROOT)}: {match.group(0)}"
+        for path in _sources()
+        for match in private.finditer(path.read_text(encoding="utf-8"))
+    ]
     assert offenders == []
