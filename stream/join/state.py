@@ -54,8 +54,11 @@ class JoinState:
         raw = self._db.get(_meta_key(partition))
         if raw is None:
             return None
-        obj = orjson.loads(raw)
-        return Progress.from_json(obj["progress"]), int(obj["changelog_next"])
+        try:
+            obj = orjson.loads(raw)
+            return Progress.from_json(obj["progress"]), int(obj["changelog_next"])
+        except Exception as exc:
+            raise self._unreadable(partition, exc) from exc
 
     def apply(self, entries: list[tuple[Entry, int]]) -> None:
         """Writes entries (each with its changelog offset) in one atomic batch."""
@@ -83,16 +86,26 @@ class JoinState:
         waiting: list[tuple[str, int]] = []
         done: list[tuple[str, tuple[int, int, bool]]] = []
         prefix = _prefix(partition)
-        for key, value in self._items(prefix):
-            kind, rid = key[len(prefix) : len(prefix) + 1].decode(), key[len(prefix) + 1 :].decode()
-            if kind == PENDING:
-                pending.append(decode_impression(value, max_bytes=1 << 30))
-            elif kind == WAITING:
-                waiting.append((rid, int(value)))
-            elif kind == DONE:
-                label, ts, late = orjson.loads(value)
-                done.append((rid, (int(label), int(ts), bool(late))))
+        try:
+            for key, value in self._items(prefix):
+                kind = key[len(prefix) : len(prefix) + 1].decode()
+                rid = key[len(prefix) + 1 :].decode()
+                if kind == PENDING:
+                    pending.append(decode_impression(value, max_bytes=1 << 30))
+                elif kind == WAITING:
+                    waiting.append((rid, int(value)))
+                elif kind == DONE:
+                    label, ts, late = orjson.loads(value)
+                    done.append((rid, (int(label), int(ts), bool(late))))
+        except Exception as exc:
+            raise self._unreadable(partition, exc) from exc
         core.restore(times, pending, waiting, done)
+
+    def _unreadable(self, partition: int, exc: Exception) -> JoinStateError:
+        return JoinStateError(
+            f"the join state of partition {partition} at {self.path} is unreadable ({exc}): "
+            "delete this --state-dir; the next start rebuilds it from the changelog"
+        )
 
     def _items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         items: Iterator[tuple[bytes, bytes]] = cast(Any, self._db).items(from_key=prefix)
