@@ -78,9 +78,15 @@ def test_an_idle_daemon_labels_a_later_backfill_like_the_offline_join(
     # month after the events, as when a day is backfilled or replayed.
     month_ago = (int(time.time() * 1000) - 30 * DAY_MS) // DAY_MS * DAY_MS
     sim = SimulationConfig(
-        seed=3, days=1, impressions_per_day=3_000, users=300, items=60, ctr=0.08, late_share=0.1
+        seed=3,
+        days=1,
+        impressions_per_day=3_000,
+        users=300,
+        items=60,
+        ctr=0.08,
+        late_share=0.1,
+        start_ms=month_ago,
     )
-    sim = SimulationConfig(**{**sim.__dict__, "start_ms": month_ago})
     topics = make_topics(2)
     clock = FakeClock()
     d = daemon(
