@@ -11,9 +11,9 @@ from pathlib import Path
 from types import ModuleType
 
 from deploy.commands import bench, broker, demo, join, replay, simulate
-from deploy.config import CONFIG_ENV, Option, add_options, resolve, unknown_environment
-from deploy.errors import ConfigError, DeployError
-from deploy.logs import configure_logging
+from deploy.runtime.errors import ConfigError, DeployError
+from deploy.runtime.log_format import configure_logging
+from deploy.settings.resolve import CONFIG_ENV, Option, add_options, resolve, unknown_environment
 from model.errors import ModelError
 from store.errors import StoreError
 from stream.errors import StreamError

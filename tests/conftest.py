@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from deploy.broker import EmbeddedBroker, free_port
-from deploy.settings import TopicSettings
+from deploy.local.broker import EmbeddedBroker, free_port
+from deploy.settings.tables import TopicSettings
 from stream.kafka.admin import ensure_topics
 
 

@@ -11,12 +11,12 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer
 from prometheus_client import CollectorRegistry
 
-from deploy.join import JoinDaemon
-from deploy.join_metrics import JoinMetrics
-from deploy.settings import JoinerSettings, TopicSettings
+from deploy.apps.join.daemon import JoinDaemon
+from deploy.apps.join.metrics import JoinMetrics
+from deploy.settings.tables import JoinerSettings, TopicSettings
 from stream.errors import RecordError
 from stream.events import LabeledEvent
-from stream.joiner import JoinConfig, JoinerCore, join_raw
+from stream.join.core import JoinConfig, JoinerCore, join_raw
 from stream.kafka.options import ClientOptions
 from stream.simulate import SimulationConfig, Simulator
 

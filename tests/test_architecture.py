@@ -70,3 +70,9 @@ def test_only_public_torch_apis() -> None:
         for match in private.finditer(path.read_text(encoding="utf-8"))
     ]
     assert offenders == []
+
+
+def test_every_deploy_module_sits_in_a_sub_package() -> None:
+    allowed = {"__init__.py", "cli.py", "wiring.py"}
+    loose = sorted(p.name for p in (ROOT / "deploy").glob("*.py") if p.name not in allowed)
+    assert loose == []

@@ -17,21 +17,21 @@ from typing import Any
 
 import torch
 
-from deploy.bench_join import bench_join
-from deploy.bench_replay import bench_replay
-from deploy.bench_store import bench_store, bench_training
-from deploy.bench_train import (
+from deploy.apps.simulate.driver import run_simulation
+from deploy.batch.replay.inputs import CRITEO_SCHEMA
+from deploy.bench.join import bench_join
+from deploy.bench.replay import bench_replay
+from deploy.bench.store import bench_store, bench_training
+from deploy.bench.train import (
     bench_encode,
     bench_model_runs,
     criteo_like_events,
     matmul_gflops,
 )
 from deploy.commands.common import SIMULATION
-from deploy.config import Option
-from deploy.errors import ConfigError
-from deploy.replay.inputs import CRITEO_SCHEMA
-from deploy.settings import BenchSettings, Settings
-from deploy.simulate import run_simulation
+from deploy.runtime.errors import ConfigError
+from deploy.settings.resolve import Option
+from deploy.settings.tables import BenchSettings, Settings
 from model.features import FeatureEncoder
 from model.zoo import canonical_name
 from stream.files import JsonlRecordSink

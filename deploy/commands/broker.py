@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-from deploy.broker import EmbeddedBroker
-from deploy.config import Option
-from deploy.errors import BrokerStartError
-from deploy.settings import Settings
-from deploy.signals import stop_on_signals
+from deploy.local.broker import EmbeddedBroker
+from deploy.runtime.errors import BrokerStartError
+from deploy.runtime.signals import stop_on_signals
+from deploy.settings.resolve import Option
+from deploy.settings.tables import Settings
 
 NAME = "broker"
 HELP = "start the embedded Kafka-protocol broker (Tansu) and create the topics"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from deploy.config import Option
+from deploy.settings.resolve import Option
 
 KAFKA = [
     Option(

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from deploy.batch.metrics import TrainingMetrics
+from deploy.batch.offline import OfflineRun, format_report, run_days
 from deploy.commands.common import SIMULATE_OUTPUT, SIMULATION, TRAIN, add_store_reuse
-from deploy.config import Option
-from deploy.errors import ConfigError
-from deploy.metrics import TrainingMetrics
-from deploy.offline import OfflineRun, format_report, run_days
-from deploy.settings import Settings
-from deploy.sources import admission_for, embedding_source, prepare_store
+from deploy.runtime.errors import ConfigError
+from deploy.settings.resolve import Option
+from deploy.settings.tables import Settings
+from deploy.wiring import admission_for, embedding_source, prepare_store
 from stream.files import JsonlRecordSink
 from stream.simulate import DayTraffic, Simulator
 from stream.simulate.truth import TruthWriter

@@ -7,13 +7,13 @@ import logging
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from deploy.apps.join.daemon import JoinDaemon
+from deploy.apps.join.metrics import JoinMetrics
 from deploy.commands.common import KAFKA
-from deploy.config import Option
-from deploy.errors import DeployError
-from deploy.join import JoinDaemon
-from deploy.join_metrics import JoinMetrics
-from deploy.settings import Settings
-from deploy.signals import stop_on_signals
+from deploy.runtime.errors import DeployError
+from deploy.runtime.signals import stop_on_signals
+from deploy.settings.resolve import Option
+from deploy.settings.tables import Settings
 
 NAME = "join"
 HELP = "join impressions and clicks from Kafka into labeled events (a daemon)"

@@ -7,12 +7,12 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from deploy.batch.replay import report
+from deploy.batch.replay.census import schema_lines
+from deploy.batch.replay.run import grid, replay
 from deploy.commands.common import TRAIN, add_store_reuse
-from deploy.config import Option
-from deploy.replay import report
-from deploy.replay.census import schema_lines
-from deploy.replay.run import grid, replay
-from deploy.settings import Settings
+from deploy.settings.resolve import Option
+from deploy.settings.tables import Settings
 
 NAME = "replay"
 HELP = "replay a log (fmstream JSONL, Criteo, Avazu, CSV) and report next-period holdouts"

@@ -7,11 +7,11 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from deploy.apps.simulate.driver import DaySummary, Pacer, RecordSink, format_days, run_simulation
 from deploy.commands.common import KAFKA, SIMULATE_OUTPUT, SIMULATION
-from deploy.config import Option
-from deploy.settings import Settings
-from deploy.signals import stop_on_signals
-from deploy.simulate import DaySummary, Pacer, RecordSink, format_days, run_simulation
+from deploy.runtime.signals import stop_on_signals
+from deploy.settings.resolve import Option
+from deploy.settings.tables import Settings
 from stream.events import CLICKS, IMPRESSIONS
 from stream.files import JsonlRecordSink
 from stream.kafka.admin import ensure_topics

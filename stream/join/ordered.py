@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 
 from stream.events import LabeledEvent
-from stream.joiner import JoinConfig, JoinerCore, Output, join_raw
+from stream.join.core import JoinConfig, JoinerCore, Output, join_raw
 
 
 class OrderedJoin:

@@ -17,7 +17,7 @@ import orjson
 
 from stream.errors import RecordError
 from stream.events import Impression, dumps
-from stream.joiner import PENDING, Change
+from stream.join.core import PENDING, Change
 
 SRC_HEADER = "fmstream.src"  # "<partition>": which join task wrote an output
 SEQ_HEADER = "fmstream.seq"  # the task's output sequence number

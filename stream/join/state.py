@@ -19,8 +19,8 @@ from rocksdict import AccessType, Options, Rdict, WriteBatch
 
 from stream.errors import JoinStateError
 from stream.events import Impression, decode_impression, encode_impression
+from stream.join.core import DONE, PENDING, WAITING, JoinerCore
 from stream.join.records import Entry, Progress
-from stream.joiner import DONE, PENDING, WAITING, JoinerCore
 
 _STATE, _META = b"s", b"m"
 

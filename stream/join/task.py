@@ -21,6 +21,7 @@ from stream.events import (
     dumps,
     encode_labeled,
 )
+from stream.join.core import JoinConfig, JoinerCore, LateClick, Output
 from stream.join.records import (
     CORRECTIONS,
     DEAD_LETTER,
@@ -32,7 +33,6 @@ from stream.join.records import (
     OutRecord,
     Progress,
 )
-from stream.joiner import JoinConfig, JoinerCore, LateClick, Output
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
-from deploy.broker import EmbeddedBroker, free_port
-from deploy.errors import BrokerStartError
+from deploy.local.broker import EmbeddedBroker, free_port
+from deploy.runtime.errors import BrokerStartError
 from stream.errors import BrokerError
 from stream.kafka.admin import ensure_topics, topic_partitions
 

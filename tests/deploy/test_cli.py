@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploy.broker import free_port
 from deploy.cli import COMMANDS
+from deploy.local.broker import free_port
 from store.rows import RowStore
 
 FMSTREAM = str(Path(sys.executable).parent / "fmstream")
@@ -82,7 +82,10 @@ def test_simulate_to_files_prints_bayes_table_and_writes_everything(tmp_path: Pa
     assert f"{auc:.4f}" in lines[1]
     # One log line per event, on stderr, never mixed into the table.
     day_lines = [ln for ln in result.stderr.splitlines() if "day_simulated" in ln]
-    assert len(day_lines) == 2 and " INFO deploy.simulate day_simulated day=0 " in day_lines[0]
+    assert (
+        len(day_lines) == 2
+        and " INFO deploy.apps.simulate.driver day_simulated day=0 " in day_lines[0]
+    )
 
 
 def test_demo_trains_and_reports_the_next_day_holdout(tmp_path: Path) -> None:

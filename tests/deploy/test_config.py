@@ -6,9 +6,9 @@ import pytest
 
 from deploy.cli import COMMON, build_parser
 from deploy.commands import simulate
-from deploy.config import resolve, unknown_environment
-from deploy.errors import ConfigError
-from deploy.settings import Settings
+from deploy.runtime.errors import ConfigError
+from deploy.settings.resolve import resolve, unknown_environment
+from deploy.settings.tables import Settings
 
 OPTIONS = [*COMMON, *simulate.OPTIONS]
 

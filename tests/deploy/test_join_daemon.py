@@ -11,10 +11,10 @@ import orjson
 import pytest
 from prometheus_client import generate_latest
 
-from deploy.broker import EmbeddedBroker
-from deploy.join import JoinDaemon
-from deploy.settings import TopicSettings
-from deploy.signals import StopRequested
+from deploy.apps.join.daemon import JoinDaemon
+from deploy.local.broker import EmbeddedBroker
+from deploy.runtime.signals import StopRequested
+from deploy.settings.tables import TopicSettings
 from stream.errors import BrokerError
 from stream.kafka.admin import ensure_topics
 from tests.joinkit import (

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from deploy.broker import EmbeddedBroker, free_port
-from deploy.settings import TopicSettings
+from deploy.local.broker import EmbeddedBroker, free_port
+from deploy.settings.tables import TopicSettings
 from stream.kafka.admin import ensure_topics
 from stream.simulate import SimulationConfig
 from tests.joinkit import Inputs, label_differences, labels_of, offline_labels, read_all

@@ -16,12 +16,12 @@ import orjson
 from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploy.broker import EmbeddedBroker, free_port
-from deploy.join import JoinDaemon
-from deploy.settings import TopicSettings
+from deploy.apps.join.daemon import JoinDaemon
+from deploy.local.broker import EmbeddedBroker, free_port
+from deploy.settings.tables import TopicSettings
 from stream.errors import DEAD_LETTER_REASONS
 from stream.events import DAY_MS
-from stream.joiner import JoinConfig
+from stream.join.core import JoinConfig
 from stream.simulate import SimulationConfig, Simulator
 from tests import hostile
 from tests.deploy.test_join_e2e import _env, _stop

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from deploy.simulate import Pacer
+from deploy.apps.simulate.driver import Pacer
 
 
 class FakeClock:

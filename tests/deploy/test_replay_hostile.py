@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from deploy.replay.run import BadRows, _joined
+from deploy.batch.replay.run import BadRows, _joined
+from stream.join.core import JoinConfig
 from stream.join.ordered import OrderedJoin
-from stream.joiner import JoinConfig
 from stream.logs.formats import CsvMapping, read_criteo, read_csv
 from stream.logs.order import sorted_by_time
 from stream.logs.records import read_jsonl_dir

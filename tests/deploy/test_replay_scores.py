@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploy.replay.protocol import Scores
+from deploy.batch.replay.protocol import Scores
 from model.metrics import auc
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from deploy.broker import EmbeddedBroker
+from deploy.local.broker import EmbeddedBroker
 from stream.errors import RecordError
 from stream.events import decode_click, decode_impression
 from stream.simulate.truth import read_truth

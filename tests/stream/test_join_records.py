@@ -4,6 +4,7 @@ import pytest
 
 from stream.errors import RecordError
 from stream.events import Impression, LabeledEvent, encode_labeled
+from stream.join.core import DONE, PENDING, WAITING
 from stream.join.records import (
     DEAD_LETTER,
     LABELED,
@@ -13,7 +14,6 @@ from stream.join.records import (
     OutRecord,
     Progress,
 )
-from stream.joiner import DONE, PENDING, WAITING
 
 
 def test_a_changelog_entry_survives_its_encoding() -> None:

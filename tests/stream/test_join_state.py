@@ -8,8 +8,8 @@ import pytest
 from rocksdict import Options, Rdict
 
 from stream.errors import JoinStateError
+from stream.join.core import PENDING, JoinConfig, JoinerCore
 from stream.join.state import JoinState, _meta_key, _prefix
-from stream.joiner import PENDING, JoinConfig, JoinerCore
 
 
 def _corrupt(path: Path, key: bytes) -> None:

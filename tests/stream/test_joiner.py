@@ -4,7 +4,7 @@ import pytest
 
 from stream.errors import RecordError
 from stream.events import CLICKS, IMPRESSIONS, Click, Impression, LabeledEvent
-from stream.joiner import JoinConfig, JoinerCore, LateClick, Output, join_raw
+from stream.join.core import JoinConfig, JoinerCore, LateClick, Output, join_raw
 from stream.simulate import SimulationConfig, Simulator
 
 W = 1_000

@@ -22,7 +22,7 @@ from types import TracebackType
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from deploy.errors import BrokerStartError
+from deploy.runtime.errors import BrokerStartError
 from stream.errors import BrokerError
 from stream.kafka.admin import ensure_topics
 from stream.kafka.options import ClientOptions

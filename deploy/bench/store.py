@@ -12,14 +12,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from deploy.bench_train import criteo_like_events
-from deploy.replay.inputs import CRITEO_SCHEMA
+from deploy.batch.replay.inputs import CRITEO_SCHEMA
+from deploy.bench.train import criteo_like_events
+from deploy.wiring import cached_source
 from model.features import FeatureEncoder
 from model.rows import initial_rows
-from model.slotmap import SlotMap
 from model.trainer import OnlineTrainer, TrainerConfig, row_layout
 from model.zoo import ModelConfig
-from store.cache import CachedEmbeddings
 from store.delta import apply_delta, export_delta
 from store.rows import RowStore
 
@@ -52,7 +51,7 @@ def bench_store(rows: int, cache_rows: int, batch_ids: int) -> dict[str, Any]:
         for i in range(0, rows, _CHUNK):
             store.write(ids[i : i + _CHUNK], init(ids[i : i + _CHUNK]))
         out["populate_rows_per_s"] = _rate(rows, start)
-        cache = CachedEmbeddings(store, init, capacity=cache_rows, slot_index=SlotMap)
+        cache = cached_source(store, layout, 0, cache_rows)
         batch = torch.from_numpy(rng.choice(ids, batch_ids, replace=False))
         start = time.perf_counter()
         got = cache.lookup(batch)
@@ -109,12 +108,7 @@ def bench_training(cache_rows: int, batches: int = 60, size: int = 1024) -> dict
     layout = row_layout(config, tconf)
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="fmstream-bench-train-") as tmp:
-        cached = CachedEmbeddings(
-            RowStore(Path(tmp) / "db", layout.width),
-            partial(initial_rows, layout=layout, seed=0),
-            capacity=cache_rows,
-            slot_index=SlotMap,
-        )
+        cached = cached_source(RowStore(Path(tmp) / "db", layout.width), layout, 0, cache_rows)
         for name, source in (("memory", None), ("rocksdb", cached)):
             trainer = OnlineTrainer(config, len(CRITEO_SCHEMA.fields), tconf, source=source)
             warm = batches // 3

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from deploy.settings import EvictionPolicy
+from deploy.settings.tables import EvictionPolicy
 from store.rows import Eviction
 
 log = logging.getLogger(__name__)

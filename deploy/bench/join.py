@@ -14,13 +14,13 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from deploy.broker import EmbeddedBroker, free_port
-from deploy.join import JoinDaemon
-from deploy.join_metrics import JoinMetrics
-from deploy.settings import JoinerSettings, Settings, TopicSettings
+from deploy.apps.join.daemon import JoinDaemon
+from deploy.apps.join.metrics import JoinMetrics
+from deploy.local.broker import EmbeddedBroker, free_port
+from deploy.settings.tables import JoinerSettings, Settings, TopicSettings
 from stream.errors import RecordError
 from stream.events import CLICKS, IMPRESSIONS, decode_click, decode_impression
-from stream.joiner import JoinConfig, JoinerCore, join_raw
+from stream.join.core import JoinConfig, JoinerCore, join_raw
 from stream.kafka.admin import ensure_topics
 from stream.kafka.options import ClientOptions
 from stream.kafka.producer import KafkaRecordSink

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy.errors import ConfigError
-from deploy.settings import ReplaySettings
+from deploy.runtime.errors import ConfigError
+from deploy.settings.tables import ReplaySettings
 from model.features import FeatureSchema, FieldSpec
 from stream.events import IMPRESSIONS
 from stream.logs.formats import AVAZU, CRITEO_CAT, CRITEO_INT, CsvMapping, read_criteo, read_csv

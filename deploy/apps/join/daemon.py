@@ -31,15 +31,15 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from deploy.join_metrics import JoinMetrics
-from deploy.settings import JoinerSettings, TopicSettings
-from deploy.signals import StopRequested
+from deploy.apps.join.metrics import JoinMetrics
+from deploy.runtime.signals import StopRequested
+from deploy.settings.tables import JoinerSettings, TopicSettings
 from stream.errors import BrokerError, JoinStateError, RecordError
 from stream.events import CLICKS, IMPRESSIONS
+from stream.join.core import JoinConfig
 from stream.join.records import CORRECTIONS, DEAD_LETTER, LABELED, InRecord
 from stream.join.state import JoinState
 from stream.join.task import JoinTask, TaskConfig
-from stream.joiner import JoinConfig
 from stream.kafka.admin import ensure_topics, topic_partitions
 from stream.kafka.join_io import JoinIO
 from stream.kafka.options import ClientOptions

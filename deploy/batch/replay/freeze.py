@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import copy
 import shutil
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from model.rows import initial_rows
-from model.slotmap import SlotMap
+from deploy.wiring import cached_source
 from model.trainer import OnlineTrainer
 from store.cache import CachedEmbeddings
 from store.rows import RowStore
@@ -36,15 +34,14 @@ class Freezer:
             dest.parent.mkdir(parents=True, exist_ok=True)
             source.store.checkpoint(dest)
             store = RowStore(dest, source.store.width, read_only=True)
-            init = partial(initial_rows, layout=live.layout, seed=self._seed)
             # The snapshot never changes, so its reads are cached too (half the live size).
-            frozen_source: Any = CachedEmbeddings(
+            frozen_source: Any = cached_source(
                 store,
-                init,
+                live.layout,
+                self._seed,
                 max(1, source.capacity // 2),
                 str(live.device),
                 cache_reads=True,
-                slot_index=SlotMap,
             )
             self._replace(name, store, dest)
         else:

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from deploy.eviction import EvictionSchedule
-from deploy.learners import FilterFactory, Learners, SourceFactory, progressive_step
-from deploy.replay.freeze import Freezer
-from deploy.settings import EvictionPolicy
+from deploy.batch.eviction import EvictionSchedule
+from deploy.batch.learners import FilterFactory, Learners, SourceFactory, progressive_step
+from deploy.batch.replay.freeze import Freezer
+from deploy.settings.tables import EvictionPolicy
 from model.features import EncodedBatch, FeatureSchema
 from model.metrics import BinaryMetrics, StreamingMetrics, binary_metrics
 from model.trainer import OnlineTrainer, TrainerConfig

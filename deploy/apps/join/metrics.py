@@ -6,8 +6,8 @@ from dataclasses import astuple, fields
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from stream.join.core import JoinStats
 from stream.join.task import JoinTask
-from stream.joiner import JoinStats
 
 _STAT_NAMES = [f.name for f in fields(JoinStats)]
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from kafka import KafkaConsumer, KafkaProducer
 from prometheus_client import CollectorRegistry
 
-from deploy.broker import EmbeddedBroker, free_port
-from deploy.join import JoinDaemon
-from deploy.join_metrics import JoinMetrics
-from deploy.settings import JoinerSettings, Settings, TopicSettings
+from deploy.apps.join.daemon import JoinDaemon
+from deploy.apps.join.metrics import JoinMetrics
+from deploy.local.broker import EmbeddedBroker, free_port
+from deploy.settings.tables import JoinerSettings, Settings, TopicSettings
 from stream.events import (
     CLICKS,
     IMPRESSIONS,

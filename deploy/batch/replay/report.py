@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from deploy.replay.inputs import ROW_STEP_MS, START_MS
-from deploy.replay.protocol import PeriodReplay, Scores
+from deploy.batch.replay.inputs import ROW_STEP_MS, START_MS
+from deploy.batch.replay.protocol import PeriodReplay, Scores
 from model.zoo import PAPER_NAMES
 
 

@@ -18,16 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from deploy.eviction import EvictionSchedule, Flushes
-from deploy.learners import FilterFactory, Learners, SourceFactory, progressive_step
-from deploy.settings import EvictionPolicy
+from deploy.batch.eviction import EvictionSchedule, Flushes
+from deploy.batch.learners import FilterFactory, Learners, SourceFactory, progressive_step
+from deploy.settings.tables import EvictionPolicy
 from model.metrics import BinaryMetrics, StreamingMetrics, binary_metrics
 from model.trainer import OnlineTrainer, TrainerConfig
 from model.zoo import ModelConfig
 from stream.errors import RecordError
 from stream.events import DAY_MS, LabeledEvent
+from stream.join.core import JoinConfig, JoinStats
 from stream.join.ordered import OrderedJoin
-from stream.joiner import JoinConfig, JoinStats
 from stream.simulate import DayTraffic, Record
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from deploy.errors import ConfigError
-from deploy.settings import SECTIONS, Settings
+from deploy.runtime.errors import ConfigError
+from deploy.settings.tables import SECTIONS, Settings
 from stream.errors import StreamError
 from stream.kafka.options import known_option
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deploy.replay.inputs import CRITEO_SCHEMA
+from deploy.batch.replay.inputs import CRITEO_SCHEMA
 from model.features import EncodedBatch, FeatureEncoder
 from model.trainer import OnlineTrainer, TrainerConfig
 from model.zoo import PAPER_NAMES, ModelConfig

@@ -13,15 +13,15 @@ from typing import Any, TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from deploy.errors import ConfigError, ReplayInputError
-from deploy.replay import report
-from deploy.replay.census import FieldCensus
-from deploy.replay.freeze import Freezer
-from deploy.replay.inputs import OpenedInput, open_input
-from deploy.replay.protocol import PeriodReplay
-from deploy.replay.via_kafka import labeled_via_kafka
-from deploy.settings import Settings, TrainSettings
-from deploy.sources import admission_for, embedding_source, prepare_store
+from deploy.batch.replay import report
+from deploy.batch.replay.census import FieldCensus
+from deploy.batch.replay.freeze import Freezer
+from deploy.batch.replay.inputs import OpenedInput, open_input
+from deploy.batch.replay.protocol import PeriodReplay
+from deploy.batch.replay.via_kafka import labeled_via_kafka
+from deploy.runtime.errors import ConfigError, ReplayInputError
+from deploy.settings.tables import Settings, TrainSettings
+from deploy.wiring import admission_for, embedding_source, prepare_store
 from stream.errors import RecordError
 from stream.events import LabeledEvent
 from stream.join.ordered import OrderedJoin

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy.errors import ConfigError
-from deploy.settings import TrainSettings
-from deploy.sources import admission_for, embedding_source
+from deploy.runtime.errors import ConfigError
+from deploy.settings.tables import TrainSettings
+from deploy.wiring import admission_for, embedding_source
 from model.features import FieldSpec
 from model.hashing import DEFAULT, feature_id
 from model.trainer import TrainerConfig, row_layout

@@ -2,7 +2,7 @@
 
 Each section's fields are the configuration keys: `[simulate] days = 8` in the
 file, `FMSTREAM_SIMULATE_DAYS=8` in the environment, `--days 8` on the command
-line, in increasing precedence (see `deploy.config`).
+line, in increasing precedence (see `deploy.settings.resolve`).
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from deploy.errors import ConfigError
+from deploy.runtime.errors import ConfigError
 from model.errors import ModelError
 from model.trainer import TrainerConfig, resolve_device
 from model.zoo import PAPER_NAMES, ModelConfig, canonical_name
-from stream.joiner import JoinConfig
+from stream.join.core import JoinConfig
 from stream.kafka.options import ClientOptions
 from stream.simulate import SimulationConfig
 

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deploy.bench_train import criteo_like_events
-from deploy.errors import DeployError
+from deploy.bench.train import criteo_like_events
+from deploy.runtime.errors import DeployError
 from stream.logs.formats import CRITEO_CAT, CRITEO_INT
 
 _CHUNK = 50_000

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.errors import ConfigError
-from deploy.settings import TrainSettings
+from deploy.runtime.errors import ConfigError
+from deploy.settings.tables import TrainSettings
 from model.embeddings import EmbeddingSource
 from model.features import FieldSpec
 from model.hashing import DEFAULT, feature_id
@@ -47,10 +47,23 @@ def embedding_source(
     if root is None:
         raise ConfigError("train.store = 'rocksdb' needs train.store_dir")
     store = RowStore(root / model, layout.width)
-    initializer = partial(initial_rows, layout=layout, seed=train.seed)
     device = str(resolve_device(train.device))
+    return cached_source(store, layout, train.seed, train.cache_rows, device)
+
+
+def cached_source(
+    store: RowStore,
+    layout: RowLayout,
+    seed: int,
+    capacity: int,
+    device: str = "cpu",
+    cache_reads: bool = False,
+) -> CachedEmbeddings:
+    """The one place a model meets its RocksDB rows: the hot-row cache over `store`,
+    new rows initialized for `layout` from `seed`, ids mapped to slots by SlotMap."""
+    initializer = partial(initial_rows, layout=layout, seed=seed)
     return CachedEmbeddings(
-        store, initializer, capacity=train.cache_rows, device=device, slot_index=SlotMap
+        store, initializer, capacity, device, cache_reads=cache_reads, slot_index=SlotMap
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, write_to_textfile
 
-from deploy.offline import ModelRun
+from deploy.batch.offline import ModelRun
 from store.admission import Admission
 from store.cache import CachedEmbeddings
 
