@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, write_to_textfile
 
-from deploy.batch.offline import ModelRun
+from deploy.batch.replay.protocol import Track
 from store.admission import Admission
 from store.cache import CachedEmbeddings
 
@@ -48,7 +48,7 @@ class TrainingMetrics:
             registry=registry,
         )
 
-    def record(self, runs: list[ModelRun]) -> None:
+    def record(self, runs: list[Track]) -> None:
         """Adds a finished run's counts."""
         for run in runs:
             name = run.config.name
@@ -57,7 +57,7 @@ class TrainingMetrics:
             self.evicted.labels(name, "max_rows").inc(run.evicted_max_rows)
             if run.stored_rows is not None:
                 self.stored.labels(name).set(run.stored_rows)
-            trainer = run.trainer
+            trainer = run.live
             if trainer is None:
                 continue
             if isinstance(trainer.id_filter, Admission):

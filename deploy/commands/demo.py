@@ -1,10 +1,11 @@
 """`fmstream demo`: the main job, offline on simulated traffic, no services needed.
 
-It simulates the configured days (also written to files, with the truth), joins
-impressions and clicks with the joiner core, trains the configured models in
-one online pass over every day but the last, and prints their next-day holdout
-table on the last day beside the Bayes-optimal score. Its training metrics
-(store eviction, admission, cache) land in OUT/metrics.prom.
+It simulates the configured days (also written to files, with the truth) and
+replays them as they are made: the joiner core, the configured models learning
+every day but the last in one online pass, and the last day held out, scored by
+the snapshot taken at the end of the day before, beside the Bayes-optimal score.
+It is a replay of a `simulate --out` directory (OUT holds its reports and its
+training metrics, metrics.prom), without reading the files back.
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ import dataclasses
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry
 
-from deploy.batch.metrics import TrainingMetrics
-from deploy.batch.offline import OfflineRun, format_report, run_days
+from deploy.batch.replay.inputs import OpenedInput, PeriodClock
+from deploy.batch.replay.report import join_summary
+from deploy.batch.replay.run import run_replay
 from deploy.commands.common import SIMULATE_OUTPUT, SIMULATION, TRAIN, add_store_reuse
 from deploy.runtime.errors import ConfigError
 from deploy.settings.resolve import Option
 from deploy.settings.tables import Settings
-from deploy.wiring import admission_for, embedding_source, prepare_store
+from stream.events import DAY_MS
 from stream.files import JsonlRecordSink
-from stream.simulate import DayTraffic, Simulator
+from stream.logs.records import LogRecord
+from stream.simulate import SimulationConfig, Simulator
 from stream.simulate.truth import TruthWriter
 
 NAME = "demo"
@@ -46,48 +49,96 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError("simulate.days must be >= 2 for the demo: one to learn, one to hold out")
     out = settings.simulate_output.out or DEFAULT_OUT
     # The join window is the simulated world's; lateness covers its delivery jitter.
-    join = dataclasses.replace(
-        settings.join,
-        window_ms=sim.window_ms,
-        allowed_lateness_ms=max(settings.join.allowed_lateness_ms, sim.jitter_ms),
-    )
-    offline = OfflineRun(
-        settings.train.model_configs(),
-        settings.train.trainer_config(),
-        join,
-        start_ms=sim.start_ms,
-        holdout_day=sim.days - 1,
-        batch_size=settings.train.batch_size,
-        source_for=lambda model, layout: embedding_source(
-            settings.train, layout, model.name, out / "store"
+    # Malformed records are part of the simulation, not a sign of a wrong log.
+    demo = dataclasses.replace(
+        settings,
+        join=dataclasses.replace(
+            settings.join,
+            window_ms=sim.window_ms,
+            allowed_lateness_ms=max(settings.join.allowed_lateness_ms, sim.jitter_ms),
         ),
-        filter_for=lambda fields: admission_for(settings.train, fields),
-        eviction=settings.train.eviction(),
+        replay=dataclasses.replace(settings.replay, max_bad_share=1.0),
     )
-    store_note = prepare_store(settings.train, out / "store", args.store_reuse)
-    if store_note:
-        print(store_note, flush=True)
     sink, truth = JsonlRecordSink(out), TruthWriter(out / "truth.csv")
+    p_label: dict[str, float] = {}
+    opened = OpenedInput(
+        _simulated(sim, sink, truth, p_label),
+        None,
+        PeriodClock(DAY_MS, sim.start_ms),
+        "simulated",
+        lambda ids: np.array([p_label.get(i, np.nan) for i in ids], dtype=np.float64),
+    )
     try:
-        simulator = Simulator(sim)
-        days = _tee_truth(simulator.run(), truth)
-        p_label = run_days(days, offline, sink.write)
+        doc = run_replay(
+            opened,
+            "the simulator",
+            demo,
+            demo.train,
+            out,
+            reuse=args.store_reuse,
+            learn_before=sim.days - 1,
+        )
     finally:
         sink.close()
         truth.close()
-    report = offline.finish(lambda ids: np.array([p_label[i] for i in ids]))
     print(
         f"simulated {sim.days} days x {sim.impressions_per_day} impressions into {out}/; "
-        f"trained on days 0-{sim.days - 2} with join window {join.window_ms} ms"
+        f"trained on days 0-{sim.days - 2} with join window {demo.join.window_ms} ms"
     )
-    print(format_report(report), flush=True)
-    metrics = TrainingMetrics(CollectorRegistry())
-    metrics.record(report.models)
-    metrics.write(out / "metrics.prom")
+    print(format_holdout(doc, sim.days - 1), flush=True)
     return 0
 
 
-def _tee_truth(days: Iterator[DayTraffic], truth: TruthWriter) -> Iterator[DayTraffic]:
-    for day in days:
+def _simulated(
+    sim: SimulationConfig, sink: JsonlRecordSink, truth: TruthWriter, p_label: dict[str, float]
+) -> Iterator[LogRecord]:
+    """The simulator's records as a replay's input, written to files as they pass; each
+    day's true click probabilities are known before its records are joined."""
+    line = 0
+    for day in Simulator(sim).run():
         truth.write(day.truth)
-        yield day
+        p_label.update(zip(day.truth.ids, day.truth.p_label.tolist(), strict=True))
+        for r in day.records:
+            sink.write(r)
+            line += 1
+            yield LogRecord(r.topic, r.key, r.value, r.ts, line, "the simulator")
+
+
+def format_holdout(doc: dict[str, Any], day: int) -> str:
+    """The demo's table: the held-out day per model, with progressive validation over
+    the days learned and the training speed."""
+    last = doc["periods"][-1]
+    bayes = last["bayes"]
+    rows = [
+        f"next-day holdout: day {day} ({bayes['count']} impressions, {bayes['positives']} clicks)",
+        f"{'model':<14} {'prog_auc':>8} {'auc':>7} {'logloss':>8} {'NE':>6} {'calib':>6} "
+        f"{'train ex/s':>10}",
+        _row("Bayes-optimal", None, bayes, None),
+    ]
+    models = {k: v for k, v in doc["overall"].items() if k != "Bayes-optimal"}
+    ranked = sorted(models.items(), key=lambda kv: -last["models"][kv[0]]["holdout"]["auc"])
+    for name, model in ranked:
+        held = last["models"][name]["holdout"]
+        rows.append(_row(name, model["progressive"], held, model["train_events_per_s"]))
+    for name, model in ranked:
+        if model.get("store_rows_after_eviction") is not None:
+            evicted = model["store_evicted"]
+            rows.append(
+                f"store {name}: {model['store_rows_after_eviction']} rows after eviction "
+                f"({evicted['ttl']} unseen past the TTL, {evicted['max_rows']} beyond the cap)"
+            )
+    rows += join_summary(doc)
+    if doc["bad_rows"]["count"]:
+        rows.append(f"malformed records: {doc['bad_rows']['count']}")
+    return "\n".join(rows)
+
+
+def _row(
+    name: str, progressive: dict[str, Any] | None, m: dict[str, Any], speed: float | None
+) -> str:
+    prog = f"{progressive['auc']:>8.4f}" if progressive else f"{'':>8}"
+    rate = f"{speed:>10.0f}" if speed is not None else f"{'':>10}"
+    return (
+        f"{name:<14} {prog} {m['auc']:>7.4f} {m['logloss']:>8.5f} "
+        f"{m['normalized_entropy']:>6.3f} {m['calibration']:>6.3f} {rate}"
+    )

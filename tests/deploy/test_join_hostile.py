@@ -159,6 +159,14 @@ def test_a_fuzz_of_hostile_records_is_all_accounted_for_and_the_daemon_lives(
             key = b"tombstone"
         producer.send(topic, key=key, value=value, headers=headers)
         sent[topic] += 1
+        if i % 100 == 0:  # among them, well-formed pairs keyed by id: clicks that must join
+            rid, ts = f"good{i}", T0 + 2 * 3_600_000 + i  # the newest yet: its window stays open
+            imp = {"id": rid, "ts": ts, "features": {"ad": "a"}}
+            producer.send(topics.impressions, key=rid.encode(), value=orjson.dumps(imp))
+            click = {"id": rid, "ts": ts + 5}
+            producer.send(topics.clicks, key=rid.encode(), value=orjson.dumps(click))
+            sent[topics.impressions] += 1
+            sent[topics.clicks] += 1
     for p in range(2):  # event time far past the valid records: every window closes
         closers: list[tuple[str, dict[str, object]]] = [
             (topics.impressions, {"id": f"closer-{p}", "ts": T0 + 5 * 3_600_000, "features": {}}),
@@ -177,7 +185,8 @@ def test_a_fuzz_of_hostile_records_is_all_accounted_for_and_the_daemon_lives(
         deadline = time.monotonic() + 120
         m: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         consumed = 0.0
-        while time.monotonic() < deadline and consumed < n + 4:
+        total = sum(sent.values()) + 4
+        while time.monotonic() < deadline and consumed < total:
             time.sleep(2)
             assert joiner.poll() is None, joiner.stderr.read().decode() if joiner.stderr else ""
             try:
@@ -187,7 +196,7 @@ def test_a_fuzz_of_hostile_records_is_all_accounted_for_and_the_daemon_lives(
             consumed = sum(
                 v for (k, _), v in m.items() if k == "fmstream_join_records_consumed_total"
             )
-        assert consumed == n + 4
+        assert consumed == total
         time.sleep(3)
         m = _metrics(port)
     finally:
@@ -227,4 +236,4 @@ def test_a_fuzz_of_hostile_records_is_all_accounted_for_and_the_daemon_lives(
         + 2
         == clk_valid
     )
-    assert positives > 0 and len(labeled) > 50 and len(dead) > n // 2
+    assert positives >= n // 100 and len(labeled) > 50 and len(dead) > n // 2

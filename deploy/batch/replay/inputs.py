@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from deploy.batch.replay.protocol import Truth
 from deploy.runtime.errors import ConfigError
 from deploy.settings.tables import ReplaySettings
 from model.features import FeatureSchema, FieldSpec
@@ -19,6 +22,7 @@ from stream.logs.formats import AVAZU, CRITEO_CAT, CRITEO_INT, CsvMapping, read_
 from stream.logs.order import check_order, sorted_by_time
 from stream.logs.records import LogRecord, read_jsonl_dir, rows_to_records
 from stream.logs.rows import BadRow, LogRow
+from stream.simulate.truth import read_truth
 
 # The released Criteo columns: 13 counts, 26 hashed categoricals.
 CRITEO_SCHEMA = FeatureSchema(
@@ -54,7 +58,7 @@ class OpenedInput:
     schema: FeatureSchema | None
     clock: PeriodClock
     format: str
-    truth: Path | None
+    truth: Truth | None  # each id's true click probability, where the log has it
     rows_per_period: int | None = None  # a log without time: periods are runs of rows
 
 
@@ -88,7 +92,7 @@ def open_input(
         truth = cfg.truth or (path / "truth.csv" if (path / "truth.csv").exists() else None)
         records = _limit(read_jsonl_dir(path), cfg.max_rows)
         clock = _timed(cfg, lambda: _record_times(_limit(read_jsonl_dir(path), cfg.max_rows)))
-        return OpenedInput(records, None, clock, fmt, truth)
+        return OpenedInput(records, None, clock, fmt, _truth(truth))
     rows, schema, timed = _rows(path, fmt, cfg)
     if timed and cfg.periods:  # cut by row order: row order is then the time
         rows, timed = _without_time(rows), False
@@ -104,7 +108,15 @@ def open_input(
         per_period = max(1, math.ceil(total / (cfg.periods or 1)))
         clock = PeriodClock(per_period * ROW_STEP_MS, START_MS)
     records = rows_to_records(rows, START_MS, ROW_STEP_MS, cfg.click_delay_ms)
-    return OpenedInput(records, schema, clock, fmt, cfg.truth, per_period)
+    return OpenedInput(records, schema, clock, fmt, _truth(cfg.truth), per_period)
+
+
+def _truth(path: Path | None) -> Truth | None:
+    if path is None:
+        return None
+    columns = read_truth(path)
+    p_label = dict(zip(columns["id"].tolist(), columns["p_label"].tolist(), strict=True))
+    return lambda ids: np.array([p_label.get(i, np.nan) for i in ids], dtype=np.float64)
 
 
 def _timed(cfg: ReplaySettings, times: Callable[[], Iterator[int]]) -> PeriodClock:

@@ -111,9 +111,12 @@ class PeriodReplay:
         schema: FeatureSchema | None = None,
         eviction: EvictionPolicy | None = None,
         on_period: Callable[[], None] | None = None,
+        learn_before: int | None = None,
     ) -> None:
         """`on_period` is called whenever a period is complete (before the next one's
-        first event), so a caller can report as it goes."""
+        first event), so a caller can report as it goes. Periods from `learn_before` on
+        are only scored by the snapshot before them, never learned (a held-out day)."""
+        self._learn_before = learn_before
         self.tracks = [Track(m) for m in models]
         self._on_period = on_period
         self._learners = Learners(trainer, source_for, filter_for, schema)
@@ -176,10 +179,12 @@ class PeriodReplay:
         if self._truth is not None:
             self.bayes.setdefault(period, Scores()).add(labels, self._truth([e.id for e in events]))
         newest = max(e.ts for e in events)
+        learn = self._learn_before is None or period < self._learn_before
         for track in self.tracks:
-            self._step(track, period, batch, labels, newest)
+            self._step(track, period, batch, labels, newest, learn)
         self.events += len(events)
-        self._newest_learned = max(newest, self._newest_learned or newest)
+        if learn:
+            self._newest_learned = max(newest, self._newest_learned or newest)
         if self._eviction.due(newest):
             self._eviction.evict_all(
                 ((t.config.name, t.live and t.live.source, t.trained, t) for t in self.tracks),
@@ -187,7 +192,13 @@ class PeriodReplay:
             )
 
     def _step(
-        self, track: Track, period: int, batch: EncodedBatch, labels: np.ndarray, newest: int
+        self,
+        track: Track,
+        period: int,
+        batch: EncodedBatch,
+        labels: np.ndarray,
+        newest: int,
+        learn: bool,
     ) -> None:
         if track.live is None:
             track.live = self._learners.new_trainer(track.config)
@@ -195,6 +206,8 @@ class PeriodReplay:
             track.holdout.setdefault(period, Scores()).add(
                 labels, track.frozen.predict_proba_many(batch)
             )
+        if not learn:
+            return
         probs, seconds = progressive_step(track.live, batch, labels, newest)
         track.progressive.setdefault(period, Scores()).add(labels, probs)
         track.seconds += seconds

@@ -61,6 +61,9 @@ def build(replay: PeriodReplay, meta: dict[str, Any]) -> dict[str, Any]:
         if t.holdout:
             overall[t.config.paper_name] = {
                 "holdout": _metrics(Scores.merged(list(t.holdout.values()))),
+                "progressive": (
+                    _metrics(Scores.merged(list(t.progressive.values()))) if t.progressive else None
+                ),
                 "trained": t.trained,
                 "train_events_per_s": round(t.trained / t.seconds) if t.seconds else None,
                 "store_evicted": {"ttl": t.evicted_ttl, "max_rows": t.evicted_max_rows},

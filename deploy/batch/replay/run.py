@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
+from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
+from deploy.batch.metrics import TrainingMetrics
 from deploy.batch.replay import report
 from deploy.batch.replay.census import FieldCensus
 from deploy.batch.replay.freeze import Freezer
@@ -27,7 +28,6 @@ from stream.events import LabeledEvent
 from stream.join.ordered import OrderedJoin
 from stream.logs.records import LogRecord
 from stream.logs.rows import BadRow
-from stream.simulate.truth import read_truth
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -110,21 +110,37 @@ def replay(
     reuse: str | None = None,
     show: Callable[[list[str]], None] | None = None,
 ) -> dict[str, Any]:
-    """`show` gets each period's holdout table as the period completes."""
-    cfg = settings.replay
-    opened = open_input(path, cfg, train.seed, settings.join.allowed_lateness_ms)
+    """The log at `path` through the joiner and the trainers, period by period; `show`
+    gets each period's holdout table as the period completes."""
+    opened = open_input(path, settings.replay, train.seed, settings.join.allowed_lateness_ms)
+    return run_replay(opened, str(path), settings, train, out, via_kafka, reuse, show)
+
+
+def run_replay(
+    opened: OpenedInput,
+    name: str,
+    settings: Settings,
+    train: TrainSettings,
+    out: Path,
+    via_kafka: bool = False,
+    reuse: str | None = None,
+    show: Callable[[list[str]], None] | None = None,
+    learn_before: int | None = None,
+) -> dict[str, Any]:
+    """An opened input through the replay protocol (`PeriodReplay`): reports in `out`
+    (replay.json, .md, .png, metrics.prom), the report's data returned."""
     store_note = prepare_store(train, out / "store", reuse)
     if store_note:
         log.info("replay_store %s", store_note)
     shutil.rmtree(out / "snapshots", ignore_errors=True)
     # The in-process join's counters; the daemon's are its Prometheus metrics.
     join = None if via_kafka else OrderedJoin(settings.join)
-    bad = BadRows(cfg.max_bad_share)
+    bad = BadRows(settings.replay.max_bad_share)
     census = FieldCensus()
 
     def meta() -> dict[str, Any]:
         return {
-            **_meta(path, opened.format, train, via_kafka, bad, join),
+            **_meta(name, opened.format, train, via_kafka, bad, join),
             "rows_per_period": opened.rows_per_period,
             "schema": census.to_json(),
         }
@@ -135,7 +151,7 @@ def replay(
         if show is not None:
             show(report.period_table(doc["periods"][-1]))
 
-    protocol = _protocol(train, opened, out, period_done)
+    protocol = _protocol(train, opened, out, period_done, learn_before)
     with tqdm(desc="replay", unit=" rec", disable=None, mininterval=2.0) as progress:
         records = _counted(opened.records, progress, bad)
         if join is None:
@@ -151,11 +167,18 @@ def replay(
         log.warning("replay_bad_rows count=%d first=%s", bad.count, "; ".join(bad.first))
     doc = report.build(protocol, meta())
     report.write_files(doc, out)
+    metrics = TrainingMetrics(CollectorRegistry())
+    metrics.record(protocol.tracks)
+    metrics.write(out / "metrics.prom")
     return doc
 
 
 def _protocol(
-    train: TrainSettings, opened: OpenedInput, out: Path, on_period: Callable[[], None]
+    train: TrainSettings,
+    opened: OpenedInput,
+    out: Path,
+    on_period: Callable[[], None],
+    learn_before: int | None,
 ) -> PeriodReplay:
     return PeriodReplay(
         train.model_configs(),
@@ -166,15 +189,16 @@ def _protocol(
         Freezer(out / "snapshots", train.seed),
         source_for=lambda model, layout: embedding_source(train, layout, model.name, out / "store"),
         filter_for=lambda fields: admission_for(train, fields),
-        truth=_truth(opened.truth),
+        truth=opened.truth,
         schema=opened.schema,
         eviction=train.eviction(),
         on_period=on_period,
+        learn_before=learn_before,
     )
 
 
 def _meta(
-    path: Path,
+    name: str,
     fmt: str,
     train: TrainSettings,
     via_kafka: bool,
@@ -182,7 +206,7 @@ def _meta(
     join: OrderedJoin | None,
 ) -> dict[str, Any]:
     return {
-        "input": str(path),
+        "input": name,
         "format": fmt,
         "models": [m.paper_name for m in train.model_configs()],
         "store": train.store,
@@ -191,14 +215,6 @@ def _meta(
         "bad_rows": {"count": bad.count, "first": bad.first},
         "join": dataclasses.asdict(join.core.stats) if join is not None else None,
     }
-
-
-def _truth(path: Path | None) -> Callable[[list[str]], np.ndarray] | None:
-    if path is None:
-        return None
-    columns = read_truth(path)
-    p_label = dict(zip(columns["id"].tolist(), columns["p_label"].tolist(), strict=True))
-    return lambda ids: np.array([p_label.get(i, np.nan) for i in ids], dtype=np.float64)
 
 
 def grid(train: TrainSettings, spec: list[str]) -> list[tuple[str, TrainSettings]]:
