@@ -81,6 +81,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         sink.close()
         truth.close()
+    if doc["store_note"]:
+        print(doc["store_note"])
     print(
         f"simulated {sim.days} days x {sim.impressions_per_day} impressions into {out}/; "
         f"trained on days 0-{sim.days - 2} with join window {demo.join.window_ms} ms"

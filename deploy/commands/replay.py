@@ -95,6 +95,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         if args.paper_table:
             print()
             print(report.paper_table(doc))
+        if doc["store_note"]:
+            print(doc["store_note"])
         print("\n".join(report.join_summary(doc)))
         print("\n".join(schema_lines(doc["schema"])))
         bad = doc["bad_rows"]

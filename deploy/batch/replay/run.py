@@ -143,6 +143,7 @@ def run_replay(
             **_meta(name, opened.format, train, via_kafka, bad, join),
             "rows_per_period": opened.rows_per_period,
             "schema": census.to_json(),
+            "store_note": store_note,
         }
 
     def period_done() -> None:  # a late failure loses no finished period
