@@ -33,29 +33,55 @@ def _metrics(scores: Scores) -> dict[str, Any]:
     return out
 
 
-def build(replay: PeriodReplay, meta: dict[str, Any]) -> dict[str, Any]:
-    """Everything the report files hold, as plain data."""
+def build(
+    replay: PeriodReplay, meta: dict[str, Any], done: dict[int, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Everything the report files hold, as plain data. With `done` (a report written
+    while the replay runs): the rows of finished periods are taken from it and kept in
+    it, so each is computed once, and the overall rows are left for the final report."""
     periods = []
     for p, info in sorted(replay.periods.items()):
-        models = {}
-        for t in replay.tracks:
-            entry: dict[str, Any] = {}
-            if p in t.holdout:
-                entry["holdout"] = _metrics(t.holdout[p])
-            if p in t.progressive:
-                entry["progressive"] = _metrics(t.progressive[p])
-            models[t.config.paper_name] = entry
-        row: dict[str, Any] = {
-            "period": p,
-            "start": _period_label(info.start_ms, meta.get("rows_per_period")),
-            "start_ms": info.start_ms,
-            "events": info.events,
-            "snapshot_newest_ms": info.snapshot_newest_ms,
-            "models": models,
-        }
-        if p in replay.bayes:
-            row["bayes"] = _metrics(replay.bayes[p])
+        if done is not None and p in done:
+            periods.append(done[p])
+            continue
+        row = _period_row(replay, p, info.start_ms, meta.get("rows_per_period"))
+        row.update(events=info.events, snapshot_newest_ms=info.snapshot_newest_ms)
+        if done is not None:
+            done[p] = row
         periods.append(row)
+    overall = {} if done is not None else _overall(replay)
+    return {
+        **meta,
+        "events": replay.events,
+        "events_after_their_period": replay.out_of_order,
+        "periods": periods,
+        "overall": overall,
+    }
+
+
+def _period_row(
+    replay: PeriodReplay, p: int, start_ms: int, rows_per_period: int | None
+) -> dict[str, Any]:
+    models = {}
+    for t in replay.tracks:
+        entry: dict[str, Any] = {}
+        if p in t.holdout:
+            entry["holdout"] = _metrics(t.holdout[p])
+        if p in t.progressive:
+            entry["progressive"] = _metrics(t.progressive[p])
+        models[t.config.paper_name] = entry
+    row: dict[str, Any] = {
+        "period": p,
+        "start": _period_label(start_ms, rows_per_period),
+        "start_ms": start_ms,
+        "models": models,
+    }
+    if p in replay.bayes:
+        row["bayes"] = _metrics(replay.bayes[p])
+    return row
+
+
+def _overall(replay: PeriodReplay) -> dict[str, Any]:
     overall: dict[str, Any] = {}
     for t in replay.tracks:
         if t.holdout:
@@ -73,13 +99,7 @@ def build(replay: PeriodReplay, meta: dict[str, Any]) -> dict[str, Any]:
     if replay.bayes and evaluated:
         bayes = Scores.merged([replay.bayes[p] for p in evaluated if p in replay.bayes])
         overall["Bayes-optimal"] = {"holdout": _metrics(bayes)}
-    return {
-        **meta,
-        "events": replay.events,
-        "events_after_their_period": replay.out_of_order,
-        "periods": periods,
-        "overall": overall,
-    }
+    return overall
 
 
 _HEAD = f"{'model':<14} {'auc':>7} {'logloss':>8} {'NE':>6} {'calib':>6} {'count':>8}"

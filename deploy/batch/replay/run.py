@@ -146,8 +146,10 @@ def run_replay(
             "store_note": store_note,
         }
 
+    finished: dict[int, dict[str, Any]] = {}
+
     def period_done() -> None:  # a late failure loses no finished period
-        doc = report.build(protocol, meta())
+        doc = report.build(protocol, meta(), finished)
         report.write_files(doc, out, with_plot=False)
         if show is not None:
             show(report.period_table(doc["periods"][-1]))
