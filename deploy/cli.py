@@ -12,14 +12,14 @@ from types import ModuleType
 
 from deploy.commands import bench, broker, demo, join, replay, simulate
 from deploy.runtime.errors import ConfigError, DeployError
-from deploy.runtime.log_format import configure_logging
+from deploy.runtime.logging_setup import configure_logging
 from deploy.settings.resolve import CONFIG_ENV, Option, add_options, resolve, unknown_environment
 from model.errors import ModelError
 from store.errors import StoreError
 from stream.errors import StreamError
 
 COMMANDS: tuple[ModuleType, ...] = (demo, broker, simulate, join, replay, bench)
-COMMON: list[Option] = [Option("log.level", "--log-level", "DEBUG, INFO, WARNING or ERROR")]
+COMMON: list[Option] = [Option("logging.level", "--log-level", "DEBUG, INFO, WARNING or ERROR")]
 log = logging.getLogger("deploy.cli")
 
 
@@ -48,13 +48,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None
     )
     try:
-        settings = resolve(args, [*COMMON, *command.OPTIONS], os.environ, config_path)
+        settings = resolve(
+            args, [*COMMON, *command.OPTIONS], os.environ, config_path, warn=_warning
+        )
     except ConfigError as exc:
         print(f"fmstream {command.NAME}: configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log.level)
+    configure_logging(settings.logging.level)
     for name in unknown_environment(os.environ):
-        print(f"fmstream: warning: {name} names no setting and is ignored", file=sys.stderr)
+        _warning(f"{name} names no setting and is ignored")
     try:
         code: int = command.run(settings, args)
     except (DeployError, StreamError, StoreError, ModelError) as exc:
@@ -65,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return code
+
+
+def _warning(message: str) -> None:
+    print(f"fmstream: warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,14 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer
 from prometheus_client import CollectorRegistry
 
-from deploy.apps.join.daemon import JoinDaemon
+from deploy.apps.join.clients import open_parts
+from deploy.apps.join.daemon import JoinDaemon, JoinOutputs
 from deploy.apps.join.metrics import JoinMetrics
-from deploy.settings.tables import JoinerSettings, TopicSettings
+from deploy.settings.tables import JoinDaemonSettings, TopicSettings
 from stream.errors import RecordError
 from stream.events import LabeledEvent
 from stream.join.core import JoinConfig, JoinerCore, join_raw
+from stream.join.records import Entry, OutRecord
 from stream.kafka.options import ClientOptions
 from stream.simulate import SimulationConfig, Simulator
 
@@ -86,8 +89,12 @@ def daemon(
     idle_timeout_s: float = 30.0,
     clock: Callable[[], float] = time.time,
     max_poll_records: int = 500,
+    outputs: Callable[[JoinOutputs], JoinOutputs] | None = None,
+    entered: bool = True,
 ) -> JoinDaemon:
-    settings = JoinerSettings(
+    """A daemon over real clients, subscribed unless not `entered` (for `run`, which
+    enters it itself); `outputs` may wrap its I/O. Close it when done."""
+    settings = JoinDaemonSettings(
         group_id=f"g-{topics.impressions}",
         state_dir=state,
         idle_timeout_s=idle_timeout_s,
@@ -95,7 +102,42 @@ def daemon(
         max_poll_records=max_poll_records,
     )
     config = join or JoinConfig(window_ms=10_000, allowed_lateness_ms=1_000, orphan_grace_ms=2_000)
-    return JoinDaemon(options, topics, config, settings, JoinMetrics(CollectorRegistry()), clock)
+    parts = open_parts(options, topics, settings)
+    if outputs is not None:
+        parts = dataclasses.replace(parts, io=outputs(parts.io))
+    d = JoinDaemon(parts, topics, config, settings, JoinMetrics(CollectorRegistry()), clock)
+    return d.__enter__() if entered else d
+
+
+class FailingOutputs:
+    """The daemon's I/O, except that the first non-empty `write_outputs` sends only
+    `keep` of its records and then raises `error` — a process killed mid-send
+    (KeyboardInterrupt) or a send that timed out (BrokerError)."""
+
+    def __init__(self, real: JoinOutputs, keep: float, error: BaseException) -> None:
+        self._real = real
+        self._keep = keep
+        self._error = error
+        self.failed_with: list[int] = []
+
+    def write_outputs(self, task_partition: int, outs: list[OutRecord]) -> dict[str, int]:
+        if self.failed_with or not outs:
+            return self._real.write_outputs(task_partition, outs)
+        self.failed_with.append(len(outs))
+        self._real.write_outputs(task_partition, outs[: int(len(outs) * self._keep)])
+        raise self._error
+
+    def write_entries(self, entries: list[Entry]) -> list[int]:
+        return self._real.write_entries(entries)
+
+    def changelog(self, partition: int, start: int) -> Iterator[tuple[int, Entry]]:
+        return self._real.changelog(partition, start)
+
+    def landed(self, entry: Entry) -> set[int]:
+        return self._real.landed(entry)
+
+    def close(self) -> None:
+        self._real.close()
 
 
 def run_until(d: JoinDaemon, done: Callable[[], bool], timeout_s: float = 30.0) -> None:

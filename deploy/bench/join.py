@@ -14,10 +14,10 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from deploy.apps.join.daemon import JoinDaemon
+from deploy.apps.join.clients import open_daemon
 from deploy.apps.join.metrics import JoinMetrics
 from deploy.local.broker import EmbeddedBroker, free_port
-from deploy.settings.tables import JoinerSettings, Settings, TopicSettings
+from deploy.settings.tables import JoinDaemonSettings, Settings, TopicSettings
 from stream.errors import RecordError
 from stream.events import CLICKS, IMPRESSIONS, decode_click, decode_impression
 from stream.join.core import JoinConfig, JoinerCore, join_raw
@@ -98,9 +98,9 @@ def _end_to_end(
     sink.close()
     raw_s = _raw_consume(options, topics, len(records))
     with tempfile.TemporaryDirectory(prefix="fmstream-bench-join-") as tmp:
-        settings = JoinerSettings(group_id=f"g-{tag}", state_dir=Path(tmp), metrics_port=0)
-        daemon = JoinDaemon(options, topics, join, settings, JoinMetrics(CollectorRegistry()))
-        try:
+        settings = JoinDaemonSettings(group_id=f"g-{tag}", state_dir=Path(tmp), metrics_port=0)
+        metrics = JoinMetrics(CollectorRegistry())
+        with open_daemon(options, topics, join, settings, metrics, time.time) as daemon:
             while not daemon.tasks:  # the group join is not part of the rate
                 daemon.step()
             consumed = 0
@@ -112,8 +112,6 @@ def _end_to_end(
                 t.core.stats.labels_positive + t.core.stats.labels_negative
                 for t in daemon.tasks.values()
             )
-        finally:
-            daemon.close()
     log.info("bench_join run=%d raw_s=%.2f joiner_s=%.2f", run, raw_s, joined_s)
     return {
         "raw_consume_records_per_s": len(records) / raw_s,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from deploy.apps.join.daemon import JoinDaemon
+from deploy.apps.join.clients import open_daemon
 from deploy.apps.join.metrics import JoinMetrics
 from deploy.commands.common import KAFKA
 from deploy.runtime.errors import DeployError
@@ -36,18 +37,18 @@ OPTIONS: list[Option] = [
         "how long labeled ids are remembered after their window, to catch duplicates",
     ),
     Option("join.max_pending", "--max-pending", "cap on waiting impressions per partition"),
-    Option("joiner.group_id", "--group-id", "consumer group shared by the joiner instances"),
-    Option("joiner.state_dir", "--state-dir", "local RocksDB state of this instance"),
+    Option("join.group_id", "--group-id", "consumer group shared by the joiner instances"),
+    Option("join.state_dir", "--state-dir", "local RocksDB state of this instance"),
     Option(
-        "joiner.idle_timeout_s",
+        "join.idle_timeout_s",
         "--idle-timeout",
         "seconds without records after which an input stops holding windows open",
     ),
-    Option("joiner.metrics_port", "--metrics-port", "Prometheus metrics port (0: none)"),
-    Option("joiner.max_poll_records", "--max-poll-records", "records per batch at most"),
-    Option("joiner.max_record_bytes", "--max-record-bytes", "larger records are dead-lettered"),
+    Option("join.metrics_port", "--metrics-port", "Prometheus metrics port (0: none)"),
+    Option("join.max_poll_records", "--max-poll-records", "records per batch at most"),
+    Option("join.max_record_bytes", "--max-record-bytes", "larger records are dead-lettered"),
     Option(
-        "joiner.max_skew_hours",
+        "join.max_skew_hours",
         "--max-skew-hours",
         "event times this far behind the partition's newest, or ahead of it or of their "
         "broker timestamp, are dead-lettered",
@@ -62,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    cfg = settings.joiner
+    cfg = settings.join_daemon
     options = settings.kafka.client_options()
     registry = CollectorRegistry()
     if cfg.metrics_port:
@@ -71,16 +72,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         except OSError as exc:
             raise DeployError(f"cannot serve metrics on port {cfg.metrics_port}: {exc}") from exc
     with stop_on_signals() as stop:
-        daemon = JoinDaemon(options, settings.topics, settings.join, cfg, JoinMetrics(registry))
+        metrics = JoinMetrics(registry)
+        daemon = open_daemon(options, settings.topics, settings.join, cfg, metrics, time.time)
         log.info(
             "joiner_started group=%s state_dir=%s metrics_port=%d",
             cfg.group_id,
             cfg.state_dir,
             cfg.metrics_port,
         )
-        try:
-            daemon.run(stop)
-        finally:
-            daemon.close()
+        daemon.run(stop)
     log.info("joiner_stopped")
     return 0

@@ -13,7 +13,7 @@ import argparse
 import tomllib
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,10 @@ from stream.kafka.options import known_option
 
 ENV_PREFIX = "FMSTREAM_"
 CONFIG_ENV = "FMSTREAM_CONFIG"
+# Tables renamed so that no two things share a name: old table -> (its table now, the
+# `Settings` attribute whose keys moved). The old names are read, with a warning,
+# for one more release.
+RENAMED_TABLES = {"joiner": ("join", "join_daemon"), "log": ("logging", "logging")}
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,19 @@ def _field_index() -> dict[str, tuple[str, type, Any, Any]]:
 FIELDS = _field_index()
 
 
+def _renamed_keys() -> dict[str, str]:
+    """old key -> its key now, for every key of a renamed table."""
+    out = {}
+    for old, (new, attr) in RENAMED_TABLES.items():
+        for key, (owner, *_) in FIELDS.items():
+            if owner == attr and key.startswith(new + "."):
+                out[f"{old}.{key.split('.', 1)[1]}"] = key
+    return out
+
+
+RENAMED_KEYS = _renamed_keys()
+
+
 def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:
     for opt in options:
         if opt.key not in FIELDS:
@@ -95,12 +112,18 @@ def resolve(
     options: Sequence[Option],
     environ: Mapping[str, str],
     config_path: Path | None,
+    warn: Callable[[str], None] = lambda _: None,
 ) -> Settings:
-    """Builds the one frozen `Settings` from every layer."""
+    """Builds the one frozen `Settings` from every layer; `warn` hears of each old
+    (renamed) table or variable that was used."""
     raw: dict[str, tuple[Any, str]] = {}
     kafka_options: dict[str, Any] = {}
     if config_path is not None:
-        _read_toml(config_path, raw, kafka_options)
+        _read_toml(config_path, raw, kafka_options, warn)
+    for old, key in RENAMED_KEYS.items():
+        if env_name(old) in environ:
+            warn(f"{env_name(old)} is deprecated: set {env_name(key)} instead")
+            raw[key] = (environ[env_name(old)], env_name(old))
     for key in FIELDS:
         if env_name(key) in environ:
             raw[key] = (environ[env_name(key)], env_name(key))
@@ -113,11 +136,16 @@ def resolve(
 
 def unknown_environment(environ: Mapping[str, str]) -> list[str]:
     """FMSTREAM_* variables that name no setting (a misspelt one is otherwise ignored)."""
-    known = {env_name(key) for key in FIELDS} | {CONFIG_ENV}
+    known = {env_name(key) for key in [*FIELDS, *RENAMED_KEYS]} | {CONFIG_ENV}
     return sorted(n for n in environ if n.startswith("FMSTREAM_") and n not in known)
 
 
-def _read_toml(path: Path, raw: dict[str, tuple[Any, str]], kafka_options: dict[str, Any]) -> None:
+def _read_toml(
+    path: Path,
+    raw: dict[str, tuple[Any, str]],
+    kafka_options: dict[str, Any],
+    warn: Callable[[str], None],
+) -> None:
     try:
         with path.open("rb") as f:
             doc = tomllib.load(f)
@@ -126,6 +154,8 @@ def _read_toml(path: Path, raw: dict[str, tuple[Any, str]], kafka_options: dict[
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path} (TOML in UTF-8): {exc}") from exc
     for section, table in doc.items():
+        if section in RENAMED_TABLES:
+            section = _renamed_table(path, section, table, doc, warn)
         if section not in SECTIONS or not isinstance(table, dict):
             raise ConfigError(
                 f"{path}: unknown table [{section}]; known tables: {', '.join(SECTIONS)}"
@@ -144,6 +174,21 @@ def _read_toml(path: Path, raw: dict[str, tuple[Any, str]], kafka_options: dict[
                 kafka_options[name] = value
             else:
                 raise ConfigError(f"{path}: unknown key {key}")
+
+
+def _renamed_table(
+    path: Path, old: str, table: Any, doc: Mapping[str, Any], warn: Callable[[str], None]
+) -> str:
+    new = RENAMED_TABLES[old][0]
+    keys = table if isinstance(table, dict) else {}
+    stray = [f"{old}.{k}" for k in keys if f"{old}.{k}" not in RENAMED_KEYS]
+    if stray:
+        raise ConfigError(f"{path}: unknown key {stray[0]}")
+    if new in doc and set(keys) & set(doc[new]):
+        both = sorted(set(keys) & set(doc[new]))
+        raise ConfigError(f"{path}: {both[0]} is set in both [{old}] and [{new}]; keep [{new}]")
+    warn(f"{path}: table [{old}] is deprecated: rename it [{new}]")
+    return new
 
 
 def _build(raw: Mapping[str, tuple[Any, str]], kafka_options: dict[str, Any]) -> Settings:

@@ -23,13 +23,13 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass(frozen=True)
-class LogSettings:
+class LoggingSettings:
     level: str = "INFO"
 
     def __post_init__(self) -> None:
         if self.level.upper() not in LOG_LEVELS:
             raise ConfigError(
-                f"log.level must be one of {', '.join(LOG_LEVELS)}, got {self.level!r}"
+                f"logging.level must be one of {', '.join(LOG_LEVELS)}, got {self.level!r}"
             )
 
 
@@ -96,8 +96,9 @@ class TopicSettings:
 
 
 @dataclass(frozen=True)
-class JoinerSettings:
-    """`[joiner]`: the join daemon (`fmstream join`); the window itself is `[join]`."""
+class JoinDaemonSettings:
+    """`[join]`, the daemon's part (`fmstream join`): its group, state and limits. The
+    window's keys in the same table are `stream.join.core.JoinConfig`'s."""
 
     group_id: str = "fmstream-joiner"
     state_dir: Path = Path("runs/joiner-state")
@@ -110,13 +111,13 @@ class JoinerSettings:
     def __post_init__(self) -> None:
         if self.idle_timeout_s <= 0 or self.max_poll_records < 1 or self.max_record_bytes < 1:
             raise ConfigError(
-                "joiner.idle_timeout_s, joiner.max_poll_records and joiner.max_record_bytes "
+                "join.idle_timeout_s, join.max_poll_records and join.max_record_bytes "
                 f"must be > 0, got {self.idle_timeout_s}, {self.max_poll_records}, "
                 f"{self.max_record_bytes}"
             )
         if not 0 <= self.metrics_port < 65536 or self.max_skew_hours <= 0:
             raise ConfigError(
-                f"joiner.metrics_port must be 0-65535 (0: none) and joiner.max_skew_hours > 0, "
+                f"join.metrics_port must be 0-65535 (0: none) and join.max_skew_hours > 0, "
                 f"got {self.metrics_port} and {self.max_skew_hours}"
             )
 
@@ -370,14 +371,14 @@ class BenchSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    log: LogSettings
+    logging: LoggingSettings
     kafka: KafkaSettings
     topics: TopicSettings
     broker: BrokerSettings
     simulate: SimulationConfig
     simulate_output: SimulateOutput
     join: JoinConfig
-    joiner: JoinerSettings
+    join_daemon: JoinDaemonSettings
     replay: ReplaySettings
     train: TrainSettings
     bench: BenchSettings
@@ -386,13 +387,12 @@ class Settings:
 # TOML table -> the dataclasses whose fields make up its keys, with the
 # attribute of `Settings` each one lands in.
 SECTIONS: dict[str, tuple[tuple[str, type], ...]] = {
-    "log": (("log", LogSettings),),
+    "logging": (("logging", LoggingSettings),),
     "kafka": (("kafka", KafkaSettings),),
     "topics": (("topics", TopicSettings),),
     "broker": (("broker", BrokerSettings),),
     "simulate": (("simulate", SimulationConfig), ("simulate_output", SimulateOutput)),
-    "join": (("join", JoinConfig),),
-    "joiner": (("joiner", JoinerSettings),),
+    "join": (("join", JoinConfig), ("join_daemon", JoinDaemonSettings)),
     "replay": (("replay", ReplaySettings),),
     "train": (("train", TrainSettings),),
     "bench": (("bench", BenchSettings),),

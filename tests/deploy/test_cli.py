@@ -58,7 +58,7 @@ def test_top_level_help_lists_every_subcommand() -> None:
 def test_every_subcommand_has_help_showing_env_variables(name: str) -> None:
     result = _run(name, "--help")
     assert result.returncode == 0, result.stderr
-    assert "FMSTREAM_LOG_LEVEL" in result.stdout
+    assert "FMSTREAM_LOGGING_LEVEL" in result.stdout
     assert "FMSTREAM_CONFIG" in result.stdout
 
 
@@ -166,7 +166,9 @@ def test_demo_rejects_an_unknown_model() -> None:
 
 
 def test_log_level_from_the_environment_silences_info(tmp_path: Path) -> None:
-    result = _run("simulate", "--out", str(tmp_path), *TINY, env={"FMSTREAM_LOG_LEVEL": "WARNING"})
+    result = _run(
+        "simulate", "--out", str(tmp_path), *TINY, env={"FMSTREAM_LOGGING_LEVEL": "WARNING"}
+    )
     assert result.returncode == 0
     assert "day_simulated" not in result.stderr
 

@@ -33,14 +33,16 @@ def test_defaults_without_any_layer() -> None:
 
 
 def test_precedence_is_file_then_environment_then_flag(tmp_path: Path) -> None:
-    config = _toml(tmp_path, "[simulate]\ndays = 3\nseed = 5\nctr = 0.02\n[log]\nlevel = 'DEBUG'\n")
+    config = _toml(
+        tmp_path, "[simulate]\ndays = 3\nseed = 5\nctr = 0.02\n[logging]\nlevel = 'DEBUG'\n"
+    )
     from_file = _resolve([], {}, config)
     assert (from_file.simulate.days, from_file.simulate.seed, from_file.simulate.ctr) == (
         3,
         5,
         0.02,
     )
-    assert from_file.log.level == "DEBUG"
+    assert from_file.logging.level == "DEBUG"
     env = {"FMSTREAM_SIMULATE_DAYS": "4", "FMSTREAM_SIMULATE_SEED": "6"}
     from_env = _resolve([], env, config)
     assert (from_env.simulate.days, from_env.simulate.seed, from_env.simulate.ctr) == (4, 6, 0.02)
@@ -81,7 +83,7 @@ def test_paths_and_kafka_pass_through(tmp_path: Path) -> None:
         ([], {}, "[simlate]\ndays = 3\n", "unknown table [simlate]"),
         ([], {}, "[kafka]\nsesion_timeout_ms = 3\n", "unknown key kafka.sesion_timeout_ms"),
         ([], {}, "[simulate]\nctr = 0.9\n", "simulate.ctr must be in (0, 0.5)"),
-        ([], {"FMSTREAM_LOG_LEVEL": "LOUD"}, "", "log.level must be one of"),
+        ([], {"FMSTREAM_LOGGING_LEVEL": "LOUD"}, "", "logging.level must be one of"),
         ([], {"FMSTREAM_KAFKA_PROFILE": "fast"}, "", "kafka.profile must be"),
         ([], {}, "[broker]\nport = 70000\n", "broker.port must be in 1..65535"),
         ([], {}, "[simulate\n", "cannot read config file"),
@@ -144,3 +146,31 @@ def test_a_config_file_that_is_not_utf8_is_a_configuration_error(tmp_path: Path)
 def test_unknown_fmstream_variables_are_named() -> None:
     env = {"FMSTREAM_SIMULATE_DAYZ": "3", "FMSTREAM_SIMULATE_DAYS": "3", "HOME": "/"}
     assert unknown_environment(env) == ["FMSTREAM_SIMULATE_DAYZ"]
+
+
+def test_renamed_tables_and_variables_still_work_with_a_warning(tmp_path: Path) -> None:
+    config = _toml(tmp_path, "[log]\nlevel = 'DEBUG'\n[joiner]\ngroup_id = 'old-group'\n")
+    env = {"FMSTREAM_JOINER_STATE_DIR": "/var/lib/j", "FMSTREAM_LOG_LEVEL": "ERROR"}
+    args = build_parser().parse_args(["simulate"])
+    heard: list[str] = []
+    s = resolve(args, OPTIONS, env, config, warn=heard.append)
+    assert s.join_daemon.group_id == "old-group"
+    assert s.join_daemon.state_dir == Path("/var/lib/j")
+    assert s.logging.level == "ERROR"  # the environment still beats the file
+    assert any("[joiner] is deprecated: rename it [join]" in w for w in heard)
+    assert any("[log] is deprecated: rename it [logging]" in w for w in heard)
+    assert any("set FMSTREAM_JOIN_STATE_DIR instead" in w for w in heard)
+    assert unknown_environment(env) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[joiner]\nwindow_ms = 5\n", "unknown key joiner.window_ms"),
+        ("[joiner]\ngroup_id = 'a'\n[join]\ngroup_id = 'b'\n", "set in both [joiner] and [join]"),
+    ],
+)
+def test_a_renamed_table_takes_only_its_own_keys(tmp_path: Path, text: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _resolve([], {}, _toml(tmp_path, text))
+    assert words in str(info.value)

@@ -11,14 +11,16 @@ import orjson
 import pytest
 from prometheus_client import generate_latest
 
-from deploy.apps.join.daemon import JoinDaemon
+from deploy.apps.join.daemon import JoinOutputs
 from deploy.local.broker import EmbeddedBroker
 from deploy.runtime.signals import StopRequested
 from deploy.settings.tables import TopicSettings
 from stream.errors import BrokerError
+from stream.join.state import JoinState
 from stream.kafka.admin import ensure_topics
 from tests.joinkit import (
     T0,
+    FailingOutputs,
     FakeClock,
     Inputs,
     daemon,
@@ -153,17 +155,6 @@ def test_restart_keeps_pending_impressions_and_emits_each_label_once(
     assert labels == {f"i{i}": [1 if i % 4 == 0 else 0] for i in range(40)}
 
 
-def _crash_while_sending(d: JoinDaemon, keep: float) -> None:
-    """Makes the daemon die after sending only part of a batch's outputs."""
-    real = d._io.write_outputs
-
-    def partial(partition: int, outs: list) -> dict[str, int]:  # type: ignore[type-arg]
-        real(partition, outs[: int(len(outs) * keep)])
-        raise KeyboardInterrupt("killed mid-send")
-
-    d._io.write_outputs = partial  # type: ignore[method-assign,assignment]
-
-
 @pytest.mark.parametrize("keep", [0.0, 0.5])
 def test_a_batch_cut_short_after_its_changelog_entry_is_completed_on_recovery(
     broker: EmbeddedBroker,
@@ -174,8 +165,13 @@ def test_a_batch_cut_short_after_its_changelog_entry_is_completed_on_recovery(
     topics = make_topics(1)
     send = Inputs(broker.client_options, topics)
     impressions_with_clicks(send, 30, click_every=1)
-    doomed = daemon(broker.client_options, topics, tmp_path / "s")
-    _crash_while_sending(doomed, keep)
+    killed = KeyboardInterrupt("killed mid-send")
+    doomed = daemon(
+        broker.client_options,
+        topics,
+        tmp_path / "s",
+        outputs=lambda real: FailingOutputs(real, keep, killed),
+    )
     with pytest.raises(KeyboardInterrupt):
         run_until(doomed, lambda: False)
     doomed.close()
@@ -200,18 +196,14 @@ def test_a_failed_send_is_retried_through_recovery_without_loss_or_duplicates(
     send = Inputs(broker.client_options, topics)
     impressions_with_clicks(send, 50, click_every=1)
     send.close()
-    d = daemon(broker.client_options, topics, tmp_path / "s")
-    real = d._io.write_outputs
-    failures: list[int] = []
+    timed_out = BrokerError("sending to the output topics timed out")
+    flaky: list[FailingOutputs] = []
 
-    def flaky(partition: int, outs: list) -> dict[str, int]:  # type: ignore[type-arg]
-        if not failures and outs:
-            failures.append(len(outs))
-            real(partition, outs[: len(outs) // 2])
-            raise BrokerError("sending to the output topics timed out")
-        return real(partition, outs)
+    def wrap(real: JoinOutputs) -> JoinOutputs:
+        flaky.append(FailingOutputs(real, 0.5, timed_out))
+        return flaky[0]
 
-    d._io.write_outputs = flaky  # type: ignore[method-assign,assignment]
+    d = daemon(broker.client_options, topics, tmp_path / "s", outputs=wrap, entered=False)
     stop = StopRequested()
     worker = threading.Thread(target=d.run, args=(stop,))
     worker.start()
@@ -225,8 +217,9 @@ def test_a_failed_send_is_retried_through_recovery_without_loss_or_duplicates(
     finally:
         stop.set()
         worker.join(timeout=30)
-        d.close()
-    assert failures, "the send never failed: the test did not test anything"
+    JoinState(tmp_path / "s").close()  # run() closed its parts: the state's lock is free
+    d.close()  # a second close does nothing
+    assert flaky[0].failed_with, "the send never failed: the test did not test anything"
     labels = labels_of(read_all(broker.client_options, topics.labeled))
     assert labels == {f"i{i}": [1] for i in range(50)}
 

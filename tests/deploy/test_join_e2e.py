@@ -42,10 +42,10 @@ def _env(broker: EmbeddedBroker, topics: TopicSettings, **extra: str) -> dict[st
         **os.environ,
         "FMSTREAM_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
         "FMSTREAM_KAFKA_PROFILE": "local",
-        "FMSTREAM_LOG_LEVEL": "WARNING",
-        "FMSTREAM_JOINER_METRICS_PORT": "0",
-        "FMSTREAM_JOINER_IDLE_TIMEOUT_S": "5",
-        "FMSTREAM_JOINER_GROUP_ID": f"g-{topics.impressions}",
+        "FMSTREAM_LOGGING_LEVEL": "WARNING",
+        "FMSTREAM_JOIN_METRICS_PORT": "0",
+        "FMSTREAM_JOIN_IDLE_TIMEOUT_S": "5",
+        "FMSTREAM_JOIN_GROUP_ID": f"g-{topics.impressions}",
     }
     for name in (
         "impressions",

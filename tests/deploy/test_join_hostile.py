@@ -177,7 +177,7 @@ def test_a_fuzz_of_hostile_records_is_all_accounted_for_and_the_daemon_lives(
     producer.flush()
     producer.close()
     port = free_port()
-    env = _env(broker, topics, FMSTREAM_JOINER_METRICS_PORT=str(port))
+    env = _env(broker, topics, FMSTREAM_JOIN_METRICS_PORT=str(port))
     joiner = subprocess.Popen(
         [FMSTREAM, "join", "--state-dir", str(tmp_path / "state")], env=env, stderr=subprocess.PIPE
     )

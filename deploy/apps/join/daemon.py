@@ -21,73 +21,77 @@ handled by the same recovery, after a backoff.
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from deploy.apps.join.metrics import JoinMetrics
 from deploy.runtime.signals import StopRequested
-from deploy.settings.tables import JoinerSettings, TopicSettings
+from deploy.settings.tables import JoinDaemonSettings, TopicSettings
 from stream.errors import BrokerError, JoinStateError, RecordError
 from stream.events import CLICKS, IMPRESSIONS
 from stream.join.core import JoinConfig
-from stream.join.records import CORRECTIONS, DEAD_LETTER, LABELED, InRecord
+from stream.join.records import Entry, InRecord, OutRecord
 from stream.join.state import JoinState
 from stream.join.task import JoinTask, TaskConfig
-from stream.kafka.admin import ensure_topics, topic_partitions
-from stream.kafka.join_io import JoinIO
-from stream.kafka.options import ClientOptions
 
 log = logging.getLogger(__name__)
 _BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
-def partition_counts(options: ClientOptions, topics: TopicSettings) -> dict[str, int]:
-    """Creates missing output topics and checks that the inputs are co-partitioned."""
-    try:
-        admin = KafkaAdminClient(**options.admin())
-    except KafkaError as exc:
-        raise BrokerError(
-            f"cannot reach the Kafka cluster at {options.bootstrap_servers}: {exc}; check "
-            "--bootstrap and that the brokers are up"
-        ) from exc
-    try:
-        counts = topic_partitions(admin, [topics.impressions, topics.clicks])
-    except KafkaError as exc:
-        raise BrokerError(f"describing topics on {options.bootstrap_servers}: {exc}") from exc
-    finally:
-        admin.close()
-    missing = [t for t in (topics.impressions, topics.clicks) if t not in counts]
-    if missing:
-        raise BrokerError(f"input topics {missing} do not exist on {options.bootstrap_servers}")
-    n_imp, n_click = counts[topics.impressions], counts[topics.clicks]
-    if n_imp != n_click:
-        raise BrokerError(
-            f"the join needs co-partitioned inputs, but {topics.impressions} has {n_imp} "
-            f"partitions and {topics.clicks} {n_click}: give them the same count and key both "
-            "by impression id"
-        )
-    outputs = {t: n_imp for t in (topics.labeled, topics.corrections, topics.dead_letter)}
-    outputs[topics.join_changelog] = n_imp
-    ensure_topics(options, outputs)
-    return {**counts, **outputs}
+class InputConsumer(Protocol):
+    """The inputs' consumer (a `KafkaConsumer`), subscribed by the daemon."""
+
+    def subscribe(self, topics: list[str], listener: ConsumerRebalanceListener) -> None: ...
+    def poll(self, timeout_ms: int) -> Mapping[TopicPartition, list[Any]]: ...
+    def highwater(self, tp: TopicPartition) -> int | None: ...
+    def position(self, tp: TopicPartition, timeout_ms: int | None = None) -> int | None: ...
+    def assignment(self) -> set[TopicPartition]: ...
+    def pause(self, *partitions: TopicPartition) -> None: ...
+    def resume(self, *partitions: TopicPartition) -> None: ...
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
+    def commit_async(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> Any: ...
+    def close(self) -> None: ...
+
+
+class JoinOutputs(Protocol):
+    """Changelog entries and outputs out, and back in for recovery (`JoinIO`)."""
+
+    def write_entries(self, entries: list[Entry]) -> list[int]: ...
+    def write_outputs(self, task_partition: int, outs: list[OutRecord]) -> dict[str, int]: ...
+    def changelog(self, partition: int, start: int) -> Iterator[tuple[int, Entry]]: ...
+    def landed(self, entry: Entry) -> set[int]: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class JoinParts:
+    """What a daemon is built from (`deploy.apps.join.clients.open_parts` opens them
+    from configuration); the daemon closes them when it stops."""
+
+    consumer: InputConsumer
+    io: JoinOutputs
+    state: JoinState
 
 
 class JoinDaemon:
+    """Used as a context manager (or through `run`): entering subscribes to the inputs,
+    leaving closes every part, also when entering fails half-way."""
+
     def __init__(
         self,
-        options: ClientOptions,
+        parts: JoinParts,
         topics: TopicSettings,
         join: JoinConfig,
-        settings: JoinerSettings,
+        settings: JoinDaemonSettings,
         metrics: JoinMetrics,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float],
     ) -> None:
         self._settings = settings
         self._metrics = metrics
@@ -95,13 +99,12 @@ class JoinDaemon:
         self._config = TaskConfig(
             join, settings.max_record_bytes, int(settings.max_skew_hours * 3_600_000)
         )
-        counts = partition_counts(options, topics)
         self._topic_of = {IMPRESSIONS: topics.impressions, CLICKS: topics.clicks}
         self._logical = {topic: logical for logical, topic in self._topic_of.items()}
-        outputs = {LABELED: topics.labeled, CORRECTIONS: topics.corrections}
-        outputs[DEAD_LETTER] = topics.dead_letter
-        self._io = JoinIO(options, outputs, topics.join_changelog, counts)
-        self._state = JoinState(settings.state_dir)
+        self._consumer = parts.consumer
+        self._io = parts.io
+        self._state = parts.state
+        self._stack = ExitStack()
         self.tasks: dict[int, JoinTask] = {}
         self._unrecovered: dict[int, Exception] = {}
         # Wall times, for the idle timeout: per partition and input, of its last record;
@@ -110,22 +113,32 @@ class JoinDaemon:
         self._last_record: dict[tuple[int, str], float] = {}
         self._active_since: dict[int, float] = {}
         self._last_activity: dict[int, tuple[float, int]] = {}
-        try:
-            self._consumer = KafkaConsumer(
-                **options.consumer(
-                    group_id=settings.group_id,
-                    enable_auto_commit=False,
-                    auto_offset_reset="earliest",
-                    max_poll_records=settings.max_poll_records,
-                    # Range gives every member the same partition numbers of both inputs.
-                    partition_assignment_strategy=(RangePartitionAssignor,),
-                )
-            )
-            self._consumer.subscribe([topics.impressions, topics.clicks], listener=_Listener(self))
-        except KafkaError as exc:
-            raise BrokerError(f"cannot join group {settings.group_id}: {exc}") from exc
+
+    def __enter__(self) -> JoinDaemon:
+        with ExitStack() as stack:
+            stack.callback(self._state.close)
+            stack.callback(self._io.close)
+            stack.callback(self._consumer.close)
+            try:
+                self._consumer.subscribe(list(self._logical), listener=_Listener(self))
+            except KafkaError as exc:
+                raise BrokerError(f"cannot subscribe to {list(self._logical)}: {exc}") from exc
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the consumer, the I/O and the state (in that order); idempotent."""
+        self._stack.close()
 
     def run(self, stop: StopRequested) -> None:
+        """Joins batch after batch until `stop` is set, then closes its parts."""
+        with self:
+            self._loop(stop)
+
+    def _loop(self, stop: StopRequested) -> None:
         failures = 0
         while not stop.is_set():
             try:
@@ -252,8 +265,9 @@ class JoinDaemon:
         lag = 0
         for tp in self._consumer.assignment():
             end = self._consumer.highwater(tp)
-            if end is not None:
-                lag += max(0, end - self._consumer.position(tp))
+            position = self._consumer.position(tp) if end is not None else None
+            if end is not None and position is not None:
+                lag += max(0, end - position)
         self._metrics.consumer_lag.set(lag)
 
     def assign(self, partitions: list[int]) -> None:
@@ -334,13 +348,6 @@ class JoinDaemon:
         for topic, logical in self._logical.items():
             if logical in task.offsets:
                 self._consumer.seek(TopicPartition(topic, task.partition), task.offsets[logical])
-
-    def close(self) -> None:
-        try:
-            self._consumer.close()
-        finally:
-            self._io.close()
-            self._state.close()
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -9,16 +9,17 @@ mode holds the labeled events in memory: bound it with `--max-rows`.
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer
 from prometheus_client import CollectorRegistry
 
-from deploy.apps.join.daemon import JoinDaemon
+from deploy.apps.join.clients import open_daemon
 from deploy.apps.join.metrics import JoinMetrics
 from deploy.local.broker import EmbeddedBroker, free_port
-from deploy.settings.tables import JoinerSettings, Settings, TopicSettings
+from deploy.settings.tables import JoinDaemonSettings, Settings, TopicSettings
 from stream.events import (
     CLICKS,
     IMPRESSIONS,
@@ -87,16 +88,14 @@ def _produce(
 def _join(
     options: ClientOptions, topics: TopicSettings, settings: Settings, state: Path, sent: int
 ) -> None:
-    cfg = JoinerSettings(group_id="fmstream-replay", state_dir=state, metrics_port=0)
-    daemon = JoinDaemon(options, topics, settings.join, cfg, JoinMetrics(CollectorRegistry()))
-    try:
+    cfg = JoinDaemonSettings(group_id="fmstream-replay", state_dir=state, metrics_port=0)
+    metrics = JoinMetrics(CollectorRegistry())
+    with open_daemon(options, topics, settings.join, cfg, metrics, time.time) as daemon:
         consumed = idle = 0
         while consumed < sent or idle < _IDLE_STEPS:
             got = daemon.step()
             consumed += got
             idle = idle + 1 if got == 0 and consumed >= sent else 0
-    finally:
-        daemon.close()
 
 
 def _read_back(
