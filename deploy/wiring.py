@@ -14,13 +14,13 @@ from deploy.settings.tables import TrainSettings
 from model.embeddings import EmbeddingSource
 from model.features import FieldSpec
 from model.hashing import DEFAULT, feature_id
-from model.rows import RowLayout, initial_rows
+from model.row_layout import RowLayout, initial_rows
 from model.slotmap import SlotMap
 from model.trainer import resolve_device
 from store import claim
 from store.admission import Admission, CountMinSketch
 from store.cache import CachedEmbeddings
-from store.rows import RowStore
+from store.row_store import RowStore
 
 
 def admission_for(train: TrainSettings, fields: Sequence[FieldSpec]) -> Admission | None:

@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from model.rows import RowLayout, initial_rows
+from model.row_layout import RowLayout, initial_rows
 from model.slotmap import SlotMap
 
 

@@ -21,7 +21,7 @@ from model.errors import ModelError
 from model.features import EncodedBatch
 from model.grouping import unique_entries
 from model.layers import SparseBatch
-from model.rows import RowLayout
+from model.row_layout import RowLayout
 from model.sparse_optim import make_sparse_optimizer
 from model.zoo import MODELS, CTRModel, ModelConfig, build_model
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from store.errors import StoreError
-from store.rows import Eviction, RowStore
+from store.row_store import Eviction, RowStore
 
 Initializer = Callable[[np.ndarray], np.ndarray]
 

@@ -18,7 +18,7 @@ from typing import Any, cast
 from rocksdict import AccessType, Options, Rdict
 
 from store.errors import StoreError, StoreLockedError
-from store.rows import ROW
+from store.row_store import ROW
 
 
 def _databases(root: Path) -> list[Path]:

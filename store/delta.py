@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from store.errors import StoreError, StoreSchemaError
-from store.rows import RowStore
+from store.row_store import RowStore
 
 
 def export_delta(store: RowStore, dest: Path) -> int:

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from store.errors import StoreError
-from store.rows import RowStore
+from store.row_store import RowStore
 
 
 class Snapshots:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from deploy.settings.tables import EvictionPolicy
-from store.rows import Eviction
+from store.row_store import Eviction
 
 log = logging.getLogger(__name__)
 

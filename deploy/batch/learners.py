@@ -12,7 +12,7 @@ import numpy as np
 
 from model.embeddings import EmbeddingSource
 from model.features import EncodedBatch, FeatureEncoder, FeatureSchema, FieldSpec, infer_schema
-from model.rows import RowLayout
+from model.row_layout import RowLayout
 from model.trainer import IdFilter, OnlineTrainer, TrainerConfig, row_layout
 from model.zoo import ModelConfig
 from stream.events import LabeledEvent

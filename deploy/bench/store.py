@@ -16,11 +16,11 @@ from deploy.batch.replay.inputs import CRITEO_SCHEMA
 from deploy.bench.train import criteo_like_events
 from deploy.wiring import cached_source
 from model.features import FeatureEncoder
-from model.rows import initial_rows
+from model.row_layout import initial_rows
 from model.trainer import OnlineTrainer, TrainerConfig, row_layout
 from model.zoo import ModelConfig
 from store.delta import apply_delta, export_delta
-from store.rows import RowStore
+from store.row_store import RowStore
 
 _CHUNK = 100_000
 

@@ -28,7 +28,7 @@ from deploy.settings.resolve import Option
 from deploy.settings.tables import Settings
 from stream.events import DAY_MS
 from stream.files import JsonlRecordSink
-from stream.logs.records import LogRecord
+from stream.logs.join_input import LogRecord
 from stream.simulate import SimulationConfig, Simulator
 from stream.simulate.truth import TruthWriter
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from stream.errors import StreamError
 from stream.events import EARLIEST_TS, LATEST_TS, FeatureValue
-from stream.logs.rows import BadRow, LogRow
+from stream.logs.log_rows import BadRow, LogRow
 
 CRITEO_INT = tuple(f"I{i}" for i in range(1, 14))
 CRITEO_CAT = tuple(f"C{i}" for i in range(1, 27))

@@ -19,7 +19,7 @@ from typing import IO
 import orjson
 
 from stream.errors import StreamError
-from stream.logs.rows import BadRow, LogRow
+from stream.logs.log_rows import BadRow, LogRow
 
 Row = LogRow | BadRow
 SORT_CHUNK_ROWS = 200_000  # rows held in memory at once while sorting

@@ -12,12 +12,12 @@ import torch
 
 from model.embeddings import EmbeddingSource, InMemoryEmbeddings
 from model.features import FeatureEncoder, FeatureSchema, FieldSpec
-from model.rows import RowLayout, initial_rows
+from model.row_layout import RowLayout, initial_rows
 from model.slotmap import SlotMap
 from model.trainer import OnlineTrainer, TrainerConfig, row_layout
 from model.zoo import ModelConfig
 from store.cache import CachedEmbeddings
-from store.rows import RowStore
+from store.row_store import RowStore
 
 LAYOUT = row_layout(ModelConfig(name="deepfm", k=4), TrainerConfig())
 SEED = 5

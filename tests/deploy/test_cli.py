@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.cli import COMMANDS
 from deploy.local.broker import free_port
-from store.rows import RowStore
+from store.row_store import RowStore
 
 FMSTREAM = str(Path(sys.executable).parent / "fmstream")
 TINY = [

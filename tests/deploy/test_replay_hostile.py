@@ -18,9 +18,9 @@ from deploy.batch.replay.run import BadRows, _joined
 from stream.join.core import JoinConfig
 from stream.join.ordered import OrderedJoin
 from stream.logs.formats import CsvMapping, read_criteo, read_csv
+from stream.logs.join_input import read_jsonl_dir
+from stream.logs.log_rows import BadRow, LogRow
 from stream.logs.order import sorted_by_time
-from stream.logs.records import read_jsonl_dir
-from stream.logs.rows import BadRow, LogRow
 from tests import hostile
 
 FMSTREAM = str(Path(sys.executable).parent / "fmstream")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from deploy.batch.replay.protocol import Scores
-from model.metrics import auc
+from model.ctr_metrics import auc
 
 
 def test_scores_are_exact_until_the_limit_then_bounded_streaming(

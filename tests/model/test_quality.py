@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from model.ctr_metrics import auc
 from model.features import FeatureEncoder, infer_schema
-from model.metrics import auc
 from model.trainer import OnlineTrainer, TrainerConfig
 from model.zoo import ModelConfig
 from stream.simulate import SimulationConfig

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from model.ctr_metrics import logloss
 from model.embeddings import InMemoryEmbeddings
 from model.features import FeatureEncoder, FeatureSchema, FieldSpec
-from model.metrics import logloss
-from model.rows import RowLayout, initial_rows
+from model.row_layout import RowLayout, initial_rows
 from model.sparse_optim import SparseAdagrad, SparseAdam, SparseFTRL
 from model.trainer import OnlineTrainer, TrainerConfig, row_layout
 from model.zoo import ModelConfig

@@ -9,7 +9,7 @@ import torch
 from model.slotmap import SlotMap
 from store.cache import CachedEmbeddings
 from store.errors import StoreError
-from store.rows import RowStore
+from store.row_store import RowStore
 
 W = 3
 
@@ -78,7 +78,7 @@ import numpy as np, torch
 from pathlib import Path
 from model.slotmap import SlotMap
 from store.cache import CachedEmbeddings
-from store.rows import RowStore
+from store.row_store import RowStore
 
 store = RowStore(Path(sys.argv[1]), 3)
 cache = CachedEmbeddings(

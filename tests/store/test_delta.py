@@ -8,7 +8,7 @@ import pytest
 
 from store.delta import apply_delta, export_delta
 from store.errors import StoreSchemaError
-from store.rows import RowStore
+from store.row_store import RowStore
 
 W = 4
 

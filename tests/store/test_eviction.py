@@ -7,7 +7,7 @@ import torch
 
 from model.slotmap import SlotMap
 from store.cache import CachedEmbeddings
-from store.rows import RowStore
+from store.row_store import RowStore
 
 W = 2
 

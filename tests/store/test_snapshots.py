@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from store.errors import StoreError
-from store.rows import RowStore
+from store.row_store import RowStore
 from store.snapshots import Snapshots
 
 W = 2

@@ -5,8 +5,8 @@ from pathlib import Path
 import orjson
 
 from stream.logs.formats import AVAZU, CRITEO_COLUMNS, CsvMapping, read_criteo, read_csv
-from stream.logs.records import LogRecord, read_jsonl_dir, rows_to_records
-from stream.logs.rows import BadRow, LogRow
+from stream.logs.join_input import LogRecord, read_jsonl_dir, rows_to_records
+from stream.logs.log_rows import BadRow, LogRow
 
 DATA = Path(__file__).resolve().parents[1] / "data"  # copies of ../shared/data
 

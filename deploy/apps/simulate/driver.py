@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from model.metrics import BinaryMetrics, binary_metrics
+from model.ctr_metrics import BinaryMetrics, binary_metrics
 from stream.simulate import Record, SimulationConfig, Simulator, Truth
 
 log = logging.getLogger(__name__)

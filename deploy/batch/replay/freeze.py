@@ -16,7 +16,7 @@ from typing import Any
 from deploy.wiring import cached_source
 from model.trainer import OnlineTrainer
 from store.cache import CachedEmbeddings
-from store.rows import RowStore
+from store.row_store import RowStore
 
 
 class Freezer:

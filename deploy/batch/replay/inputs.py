@@ -19,9 +19,9 @@ from deploy.settings.tables import ReplaySettings
 from model.features import FeatureSchema, FieldSpec
 from stream.events import IMPRESSIONS
 from stream.logs.formats import AVAZU, CRITEO_CAT, CRITEO_INT, CsvMapping, read_criteo, read_csv
+from stream.logs.join_input import LogRecord, read_jsonl_dir, rows_to_records
+from stream.logs.log_rows import BadRow, LogRow
 from stream.logs.order import check_order, sorted_by_time
-from stream.logs.records import LogRecord, read_jsonl_dir, rows_to_records
-from stream.logs.rows import BadRow, LogRow
 from stream.simulate.truth import read_truth
 
 # The released Criteo columns: 13 counts, 26 hashed categoricals.

@@ -19,8 +19,8 @@ from deploy.batch.eviction import EvictionSchedule
 from deploy.batch.learners import FilterFactory, Learners, SourceFactory, progressive_step
 from deploy.batch.replay.freeze import Freezer
 from deploy.settings.tables import EvictionPolicy
+from model.ctr_metrics import BinaryMetrics, StreamingMetrics, binary_metrics
 from model.features import EncodedBatch, FeatureSchema
-from model.metrics import BinaryMetrics, StreamingMetrics, binary_metrics
 from model.trainer import OnlineTrainer, TrainerConfig
 from model.zoo import ModelConfig
 from stream.events import LabeledEvent

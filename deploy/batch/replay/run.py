@@ -26,8 +26,8 @@ from deploy.wiring import admission_for, embedding_source, prepare_store
 from stream.errors import RecordError
 from stream.events import LabeledEvent
 from stream.join.ordered import OrderedJoin
-from stream.logs.records import LogRecord
-from stream.logs.rows import BadRow
+from stream.logs.join_input import LogRecord
+from stream.logs.log_rows import BadRow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -33,8 +33,8 @@ from stream.events import (
 from stream.kafka.admin import ensure_topics
 from stream.kafka.options import ClientOptions
 from stream.kafka.producer import KafkaRecordSink
-from stream.logs.records import LogRecord
-from stream.logs.rows import BadRow
+from stream.logs.join_input import LogRecord
+from stream.logs.log_rows import BadRow
 
 _IDLE_STEPS = 20  # polls with nothing new before the daemon is taken to be done
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.rows import RowLayout, initial_rows
+from model.row_layout import RowLayout, initial_rows
 from model.sparse_optim import make_sparse_optimizer
 
 LAYOUT = RowLayout(1, 2, 5, make_sparse_optimizer("adagrad", None, 0.0), init_std=0.02)

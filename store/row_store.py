@@ -22,7 +22,7 @@ import numpy as np
 from rocksdict import AccessType, Checkpoint, Options, Rdict, WriteBatch, WriteOptions
 
 from store.errors import StoreError, StoreFullError, StoreLockedError, StoreSchemaError
-from store.options import RocksOptions
+from store.rocksdb_options import RocksOptions
 
 ROW = b"r"
 CHANGED = b"d"  # ids written or deleted since the last checkpoint: what a delta must carry

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from store.errors import StoreError, StoreFullError, StoreSchemaError
-from store.options import RocksOptions
-from store.rows import RowStore
+from store.rocksdb_options import RocksOptions
+from store.row_store import RowStore
 
 W = 6
 
@@ -54,7 +54,7 @@ def test_another_row_width_is_refused_naming_the_path(tmp_path: Path) -> None:
 def test_a_store_open_elsewhere_is_a_clear_error(tmp_path: Path) -> None:
     first = RowStore(tmp_path / "db", W)
     code = (
-        "import pathlib; from store.rows import RowStore; "
+        "import pathlib; from store.row_store import RowStore; "
         f"RowStore(pathlib.Path({str(tmp_path / 'db')!r}), {W})"
     )
     result = subprocess.run(
@@ -103,7 +103,7 @@ _WRITER = textwrap.dedent(
     """
     import sys, numpy as np
     from pathlib import Path
-    from store.rows import RowStore
+    from store.row_store import RowStore
     store = RowStore(Path(sys.argv[1]), 6)
     ids = np.arange(2000, dtype=np.int64)
     start = (store.position() or {"step": 0})["step"]

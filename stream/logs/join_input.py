@@ -19,7 +19,7 @@ import orjson
 
 from stream.errors import StreamError
 from stream.events import CLICKS, IMPRESSIONS, Click, Impression, encode_click, encode_impression
-from stream.logs.rows import BadRow, LogRow
+from stream.logs.log_rows import BadRow, LogRow
 
 
 @dataclass(frozen=True, slots=True)
