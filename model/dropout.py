@@ -7,47 +7,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.probing import compiled
+from model.kernels import relu_keep
 
 # Row b holds the bits of the byte b, most significant first, as 0.0 / 1.0.
 _BIT_TABLE = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32)
-
-
-def _keep_bit_py(word: np.uint64, k: int) -> np.uint64:
-    """The bit of element k (0..63) of a random word read as eight bytes, the lowest
-    first: byte k // 8, most significant bit first (numpy's `unpackbits` order, as
-    the float masks)."""
-    return (word >> np.uint64(8 * (k >> 3) + 7 - (k & 7))) & np.uint64(1)
-
-
-_keep_bit = compiled(_keep_bit_py, inline=True)
-
-
-def _relu_keep_py(h: np.ndarray, bias: np.ndarray, words: np.ndarray, scale: np.float32) -> None:
-    """h <- relu(h + bias) * scale where the element's bit is set, 0 where not, for
-    h a flat [rows * len(bias)] matrix; element e reads bit e % 64 of word e // 64.
-    The inner loop vectorizes: it reads 64 biases in a row from the biases
-    repeated cyclically (a word of elements may wrap onto the next row)."""
-    if len(words) == 0:
-        return
-    cols = len(bias)
-    cyclic = np.empty(cols + 64, np.float32)
-    for j in range(cols + 64):
-        cyclic[j] = bias[j % cols]
-    zero = np.float32(0.0)
-    column = 0
-    for w in range(len(words)):
-        word = words[w]
-        out = h[64 * w : 64 * w + 64]  # the last one may be shorter
-        add = cyclic[column : column + len(out)]
-        for k in range(len(out)):
-            out[k] = max(out[k] + add[k], zero) * (np.float32(_keep_bit(word, k)) * scale)
-        column += 64
-        while column >= cols:  # subtracting beats a 64-bit division per word
-            column -= cols
-
-
-_relu_keep = compiled(_relu_keep_py)
 
 
 class KeepDropout(nn.Module):
@@ -114,7 +77,7 @@ class KeepDropout(nn.Module):
         if self.active and self._threshold == 32768 and h.device.type == "cpu":
             flat = h.view(-1).numpy()
             words = self._words(len(flat))  # the words `mask` draws
-            _relu_keep(flat, bias.detach().numpy(), words, np.float32(self.scale))
+            relu_keep(flat, bias.detach().numpy(), words, np.float32(self.scale))
             return
         h.add_(bias).clamp_min_(0.0)
         mask = self.mask(h.shape, h.device)

@@ -30,7 +30,7 @@ _M2 = np.uint64(0x94D049BB133111EB)
 
 def finalize64(z: Any) -> Any:
     """The splitmix64 finalizer, a bijective avalanche, of a uint64 or an array of
-    them (`model.probing` compiles it for the scalar loops)."""
+    them (`model.kernels` compiles it for the scalar loops)."""
     z = (z ^ (z >> np.uint64(30))) * _M1
     z = (z ^ (z >> np.uint64(27))) * _M2
     return z ^ (z >> np.uint64(31))

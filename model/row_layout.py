@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.hashing import GOLDEN
-from model.probing import compiled, splitmix
+from model.kernels import uniforms
 from model.sparse_optim import SparseOptimizer
 
 
@@ -44,22 +43,6 @@ class RowLayout:
         }
 
 
-def _uniforms_py(ids: np.ndarray, seed: int, u1: np.ndarray, theta: np.ndarray) -> None:
-    """u1 [U, pairs] in (0, 1) and theta [U, pairs] in (0, 2 pi), float32: the two
-    halves of splitmix64(base + (j + 1) * golden), base = splitmix64(id ^ seed)."""
-    scale = np.float32(2.0**-32)
-    angle = scale * np.float32(2.0 * np.pi)
-    for i in range(u1.shape[0]):
-        base = splitmix(np.uint64(ids[i]) ^ np.uint64(seed))
-        for j in range(u1.shape[1]):
-            bits = splitmix(base + np.uint64(j + 1) * GOLDEN)
-            u1[i, j] = (np.float32(bits >> np.uint64(32)) + np.float32(0.5)) * scale
-            theta[i, j] = (np.float32(bits & np.uint64(0xFFFFFFFF)) + np.float32(0.5)) * angle
-
-
-_uniforms = compiled(_uniforms_py)
-
-
 def initial_rows(ids: np.ndarray, layout: RowLayout, seed: int) -> np.ndarray:
     """Fresh rows for int64 `ids`: w = 0, V ~ N(0, init_std) keyed by (seed, id), state = 0."""
     rows = np.zeros((len(ids), layout.width), dtype=np.float32)
@@ -71,7 +54,7 @@ def initial_rows(ids: np.ndarray, layout: RowLayout, seed: int) -> np.ndarray:
         # normals (Box-Muller).
         u1 = np.empty((len(ids), pairs), dtype=np.float32)
         theta = np.empty_like(u1)
-        _uniforms(np.ascontiguousarray(ids, dtype=np.int64), seed, u1, theta)
+        uniforms(np.ascontiguousarray(ids, dtype=np.int64), seed, u1, theta)
         radius = np.sqrt(np.float32(-2.0) * np.log(u1)) * np.float32(layout.init_std)
         normal = np.empty((len(ids), 2 * pairs), dtype=np.float32)
         np.multiply(radius, np.cos(theta), out=normal[:, 0::2])

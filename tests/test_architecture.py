@@ -76,3 +76,10 @@ def test_every_deploy_module_sits_in_a_sub_package() -> None:
     allowed = {"__init__.py", "cli.py", "wiring.py"}
     loose = sorted(p.name for p in (ROOT / "deploy").glob("*.py") if p.name not in allowed)
     assert loose == []
+
+
+def test_compiled_kernels_live_in_one_module() -> None:
+    compiling = sorted(
+        str(path.relative_to(ROOT)) for path in _sources() if "numba" in _imports(path)
+    )
+    assert compiling == ["model/kernels.py"]
