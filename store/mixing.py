@@ -1,5 +1,5 @@
 """splitmix64 over uint64 arrays: the store's one hash, for the admission sketches
-(`store` does not import `model`, whose `probing.splitmix` is the same function)."""
+(`store` does not import `model`, whose `kernels.splitmix` is the same function)."""
 
 from __future__ import annotations
 

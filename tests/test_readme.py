@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, generate_latest
+
+from deploy.apps.join.metrics import JoinMetrics
+from deploy.batch.metrics import TrainingMetrics
 from stream.errors import DEAD_LETTER_REASONS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -19,3 +24,12 @@ def test_the_dead_letter_reasons_in_the_readme_are_the_codes() -> None:
         reason, meaning = (cell.strip() for cell in line.strip().strip("|").split("|", 1))
         rows.append((reason.strip("`"), meaning))
     assert dict(rows) == DEAD_LETTER_REASONS
+
+
+def test_every_metric_the_readme_names_is_exported() -> None:
+    registry = CollectorRegistry()
+    JoinMetrics(registry)
+    TrainingMetrics(registry)
+    exported = generate_latest(registry).decode()
+    named = set(re.findall(r"fmstream_[a-z_]+[a-z]", README.read_text()))
+    assert named and sorted(n for n in named if n not in exported) == []
