@@ -20,6 +20,7 @@ import torch
 from deploy.apps.simulate.driver import run_simulation
 from deploy.batch.replay.inputs import CRITEO_SCHEMA
 from deploy.bench.join import bench_join
+from deploy.bench.quality import bench_quality
 from deploy.bench.replay import bench_replay
 from deploy.bench.store import bench_store, bench_training
 from deploy.bench.train import (
@@ -45,6 +46,7 @@ OPTIONS: list[Option] = [
     Option("bench.simulate_days", "--days", "simulate: days to simulate per run"),
     Option("bench.repeat", "--repeat", "runs to take the median of"),
     Option("bench.replay_rows", "--replay-rows", "replay: rows of the Criteo-format log"),
+    Option("bench.quality_seeds", "--seeds", "quality: seeds per log (FMSTREAM_TRAIN_* apply)"),
     Option("topics.partitions", "--partitions", "join: partitions of the benchmark's topics"),
     Option("bench.models", "--bench-models", "train: comma-separated models"),
     Option("bench.batches", "--batches", "train: comma-separated batch sizes"),
@@ -62,7 +64,7 @@ OPTIONS: list[Option] = [
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "what",
-        choices=["simulate", "train", "encode", "store", "join", "replay"],
+        choices=["simulate", "train", "encode", "store", "join", "replay", "quality"],
         help="what to benchmark",
     )
 
@@ -160,6 +162,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         result = {"benchmark": "encode", **bench_encode(events, repeat=repeat)}
     elif args.what == "replay":
         result = bench_replay(cfg.replay_rows)
+    elif args.what == "quality":
+        result = bench_quality(cfg.quality_seeds)
     elif args.what == "join":
         result = bench_join(settings, repeat, settings.topics.partitions)
     elif args.what == "store":
