@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from deploy.runtime.errors import DeployError
-from stream.simulate.planted import LOW_CTR_LOG, PAIRS_LOG, PlantedLog, write_planted_log
+from stream.simulate.planted import (
+    LOW_CTR_LOG,
+    LOW_CTR_WIDE_LOG,
+    PAIRS_LOG,
+    PlantedLog,
+    write_planted_log,
+)
 
 MODELS = ("LR", "FM", "DeepFM")
 METRICS = ("auc", "logloss", "normalized_entropy", "calibration")
@@ -73,6 +79,11 @@ LOGS = (
         "low-ctr",
         f"{LOW_CTR_LOG.rows} rows, 5 fields (80 items, position), CTR 0.4%, 7 days",
         _planted(LOW_CTR_LOG),
+    ),
+    QualityLog(
+        "low-ctr-wide",
+        f"{LOW_CTR_WIDE_LOG.rows} rows, the low-CTR log plus 60 weak 10-value fields",
+        _planted(LOW_CTR_WIDE_LOG),
     ),
     QualityLog("simulated", "3 simulated days of 30,000 impressions, CTR 4%", _simulated),
     QualityLog("criteo-sample", "200 real Criteo rows, 2 periods", _sample("criteo_sample.txt", 2)),

@@ -127,3 +127,16 @@ LOW_CTR_LOG = PlantedLog(
     order1=0.5,
     pair_scale=0.5,
 )
+
+# The low-CTR log with 60 weak, low-cardinality fields more (bucketized affinities,
+# as a bandit log's user-item scores): many fields move one logit at once.
+LOW_CTR_WIDE_LOG = PlantedLog(
+    name="low-ctr-wide",
+    fields=LOW_CTR_LOG.fields + tuple((f"affinity_{i}", 10) for i in range(60)),
+    pairs=LOW_CTR_LOG.pairs,
+    rows_per_day=10_000,
+    days=7,
+    ctr=0.004,
+    order1=0.1,
+    pair_scale=0.5,
+)

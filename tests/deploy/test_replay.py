@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-FMSTREAM = str(Path(sys.executable).parent / "fmstream")
+from tests.clikit import Ran, run_fmstream
+
 DATA = Path(__file__).resolve().parents[1] / "data"
 SMALL = ["--neurons", "32", "--log-level", "WARNING"]
 HOURLY_CSV = ["--label", "y", "--time", "t", "--period", "1h"]  # columns t (epoch s), y
 
 
-def _replay(*args: str, out: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    result = subprocess.run(
-        [FMSTREAM, "replay", *args, "--out", str(out), *SMALL],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+def _replay(*args: str, out: Path) -> tuple[Ran, dict[str, Any]]:
+    result = run_fmstream("replay", *args, "--out", str(out), *SMALL)
     assert result.returncode == 0, result.stderr
     return result, json.loads((out / "replay.json").read_text())
 
@@ -93,23 +86,8 @@ def test_a_csv_with_garbage_lines_reports_them_by_line(tmp_path: Path) -> None:
 @pytest.mark.timeout(900)
 def test_simulated_traffic_deepfm_beats_lr_on_every_holdout_period(tmp_path: Path) -> None:
     sim = tmp_path / "sim"
-    subprocess.run(
-        [
-            FMSTREAM,
-            "simulate",
-            "--out",
-            str(sim),
-            "--days",
-            "4",
-            "--impressions-per-day",
-            "40000",
-            "--log-level",
-            "WARNING",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    days = ["--days", "4", "--impressions-per-day", "40000", "--log-level", "WARNING"]
+    assert run_fmstream("simulate", "--out", str(sim), *days).returncode == 0
     _, doc = _replay(str(sim), "--models", "lr,deepfm", "--store", "memory", out=tmp_path / "r")
     _holdout_never_saw_its_period(doc)
     scored = [p for p in doc["periods"] if "holdout" in p["models"]["DeepFM"]]
@@ -186,13 +164,7 @@ def test_a_row_logged_hours_late_is_refused_or_sorted_into_its_period(tmp_path: 
     rows.append(f"{1_780_000_000},0,u1")  # hours late: its own period is long over
     path.write_text("t,y,user\n" + "\n".join(rows) + "\n")
     args = [str(path), *HOURLY_CSV, "--models", "lr", "--store", "memory"]
-    refused = subprocess.run(
-        [FMSTREAM, "replay", *args, "--out", str(tmp_path / "r"), *SMALL],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    refused = run_fmstream("replay", *args, "--out", str(tmp_path / "r"), *SMALL)
     assert refused.returncode == 1
     assert "1 of 201 timed rows come after a later one (the first at line 202" in refused.stderr
     _, doc = _replay(*args, "--sort", out=tmp_path / "r")

@@ -7,8 +7,6 @@ import json
 import random
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +20,17 @@ from stream.logs.join_input import read_jsonl_dir
 from stream.logs.log_rows import BadRow, LogRow
 from stream.logs.order import sorted_by_time
 from tests import hostile
+from tests.clikit import Ran, run_fmstream
 
-FMSTREAM = str(Path(sys.executable).parent / "fmstream")
 DATA = Path(__file__).resolve().parents[1] / "data"
 QUICK = ["--models", "lr", "--store", "memory", "--log-level", "WARNING"]
 
 
-def _run(*args: str, out: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [FMSTREAM, "replay", *args, "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+def _run(*args: str, out: Path) -> Ran:
+    return run_fmstream("replay", *args, "--out", str(out))
 
 
-def _fails_in_one_line(result: subprocess.CompletedProcess[str], words: str) -> None:
+def _fails_in_one_line(result: Ran, words: str) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert words in result.stderr, result.stderr
@@ -55,12 +47,8 @@ def _hourly_csv(path: Path, rows: int, label: str = "y") -> list[str]:
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sim")
-    subprocess.run(
-        [FMSTREAM, "simulate", "--out", str(out), "--days", "1", "--impressions-per-day", "600"],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    ran = run_fmstream("simulate", "--out", str(out), "--days", "1", "--impressions-per-day", "600")
+    assert ran.returncode == 0, ran.stderr
     return out
 
 
