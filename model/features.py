@@ -42,9 +42,15 @@ class FieldSpec:
 
 @dataclass(frozen=True)
 class FeatureSchema:
+    """The fields, kept in name order: a field's position (its slot in the DNN's
+    input, its dense weights) then depends on the fields alone, not on the order a
+    reader or a configuration lists them in, so the same rows give the same model
+    through any reader."""
+
     fields: tuple[FieldSpec, ...]
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "fields", tuple(sorted(self.fields, key=lambda f: f.name)))
         names = [f.name for f in self.fields]
         if len(set(names)) != len(names):
             raise FeatureError(f"duplicate field names in schema: {names}")

@@ -122,18 +122,33 @@ def _criteo_row(line: int, cells: list[str]) -> Row:
 def read_csv(path: Path, mapping: CsvMapping) -> Iterator[Row]:
     with _open(path) as f:
         rows = _cells(f, mapping.delimiter, 1)
-        first = next(rows, None)
-        if first is None:
+        header = _header(path, rows)
+        if header is None:
             return
-        if isinstance(first[1], BadRow):
-            raise StreamError(f"{path}: the header line cannot be read ({first[1].reason})")
-        header = first[1]
         columns = _check_columns(path, header, mapping)
         for line, cells in rows:
             if isinstance(cells, BadRow):
                 yield cells
             else:
                 yield _csv_row(line, cells, header, columns, mapping)
+
+
+def csv_columns(path: Path, mapping: CsvMapping) -> dict[str, str]:
+    """The feature columns of a CSV log and their kinds (categorical, numeric, multi),
+    from its header: every column the mapping reads is a field, present in the rows
+    or not. Empty for an empty file."""
+    with _open(path) as f:
+        header = _header(path, _cells(f, mapping.delimiter, 1))
+    return {} if header is None else _check_columns(path, header, mapping)
+
+
+def _header(path: Path, rows: Iterator[tuple[int, list[str] | BadRow]]) -> list[str] | None:
+    first = next(rows, None)
+    if first is None:
+        return None
+    if isinstance(first[1], BadRow):
+        raise StreamError(f"{path}: the header line cannot be read ({first[1].reason})")
+    return first[1]
 
 
 def _check_columns(path: Path, header: list[str], mapping: CsvMapping) -> dict[str, str]:

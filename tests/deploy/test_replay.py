@@ -171,3 +171,17 @@ def test_a_row_logged_hours_late_is_refused_or_sorted_into_its_period(tmp_path: 
     assert doc["events"] == 201 and doc["events_after_their_period"] == 0
     assert doc["periods"][0]["events"] == 35  # 34 rows to the first UTC hour, and the late one
     _holdout_never_saw_its_period(doc)
+
+
+def test_the_same_rows_give_the_same_models_through_any_reader(tmp_path: Path) -> None:
+    sample = str(DATA / "criteo_sample.txt")
+    models = ["--models", "lr,fm,deepfm", "--periods", "2", "--store", "memory"]
+    _, as_criteo = _replay(sample, "--format", "criteo", *models, out=tmp_path / "a")
+    numeric = ",".join(f"I{i}" for i in range(1, 14))
+    categorical = ",".join(f"C{i}" for i in range(1, 27))
+    columns = ["--format", "csv", "--label", "label", "--numeric", numeric]
+    columns += ["--categorical", categorical]
+    _, as_csv = _replay(sample, *columns, *models, out=tmp_path / "b")
+    assert as_csv["format"] == "csv" and as_criteo["format"] == "criteo"
+    for model in ("LR", "FM", "DeepFM"):  # fields no row fills are fields all the same
+        assert as_csv["overall"][model]["holdout"] == as_criteo["overall"][model]["holdout"]

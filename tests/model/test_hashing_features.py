@@ -65,19 +65,20 @@ def test_encoding_of_each_kind_of_value() -> None:
     )
     assert (batch.batch_size, batch.num_fields) == (2, 4)
     entries = sorted(zip(batch.slot.tolist(), batch.ids.tolist(), batch.x.tolist(), strict=True))
-    # Field order inside a batch: single-valued fields, then multi-valued ones.
-    assert [f.name for f in enc.fields] == ["user", "clicks", "price", "apps"]
+    # Field order inside a batch: single-valued fields, then multi-valued ones, each
+    # in name order whatever order the schema was given in.
+    assert [f.name for f in enc.fields] == ["clicks", "price", "user", "apps"]
     assert batch.single_fields == 3
     expected = sorted(
         [
-            (0, feature_id("user", "u1"), 1.0),
-            (1, feature_id("clicks", str(bucket_codes(np.array([20.0]))[0])), 1.0),
-            (2, feature_id("price", VALUE), pytest.approx(np.log1p(3.0))),
+            (0, feature_id("clicks", str(bucket_codes(np.array([20.0]))[0])), 1.0),
+            (1, feature_id("price", VALUE), pytest.approx(np.log1p(3.0))),
+            (2, feature_id("user", "u1"), 1.0),
             (3, feature_id("apps", "food"), 0.5),
             (3, feature_id("apps", "games"), 0.5),
-            (4, feature_id("user", "7"), 1.0),
-            (5, feature_id("clicks", MISSING), 1.0),
-            (6, feature_id("price", VALUE), pytest.approx(-np.log1p(1.5))),
+            (4, feature_id("clicks", MISSING), 1.0),
+            (5, feature_id("price", VALUE), pytest.approx(-np.log1p(1.5))),
+            (6, feature_id("user", "7"), 1.0),
             (7, feature_id("apps", MISSING), 1.0),
         ]
     )

@@ -16,9 +16,17 @@ import numpy as np
 from deploy.batch.replay.protocol import Truth
 from deploy.runtime.errors import ConfigError
 from deploy.settings.tables import ReplaySettings
-from model.features import FeatureSchema, FieldSpec
+from model.features import FeatureSchema, FieldSpec, Kind
 from stream.events import IMPRESSIONS
-from stream.logs.formats import AVAZU, CRITEO_CAT, CRITEO_INT, CsvMapping, read_criteo, read_csv
+from stream.logs.formats import (
+    AVAZU,
+    CRITEO_CAT,
+    CRITEO_INT,
+    CsvMapping,
+    csv_columns,
+    read_criteo,
+    read_csv,
+)
 from stream.logs.join_input import LogRecord, read_jsonl_dir, rows_to_records
 from stream.logs.log_rows import BadRow, LogRow
 from stream.logs.order import check_order, sorted_by_time
@@ -148,7 +156,13 @@ def _rows(
     if fmt == "criteo":
         return read_criteo(path), CRITEO_SCHEMA, False
     mapping = AVAZU if fmt == "avazu" else _mapping(cfg)
-    return read_csv(path, mapping), None, mapping.time is not None
+    fields = [FieldSpec(c, _KINDS[k]) for c, k in csv_columns(path, mapping).items()]
+    schema = FeatureSchema(tuple(fields)) if fields else None
+    return read_csv(path, mapping), schema, mapping.time is not None
+
+
+# A CSV column's kind -> its field's kind: numbers are continuous features.
+_KINDS: dict[str, Kind] = {"categorical": "categorical", "numeric": "continuous", "multi": "multi"}
 
 
 def _mapping(cfg: ReplaySettings) -> CsvMapping:
