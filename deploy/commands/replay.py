@@ -21,7 +21,8 @@ _REPLAY_HELP = {
     "label": "csv: the label column (0/1)",
     "time": "csv: the time column (none: row order is time)",
     "time_format": "csv: s or ms since the epoch, or a strftime format (UTC)",
-    "categorical": "csv: categorical columns a,b,... (default: every other column)",
+    "categorical": "csv: categorical columns a,b,... (if no column kind is named: every "
+    "column but the label and time)",
     "numeric": "csv: numeric columns x,y,...",
     "multi": "csv: multi-valued columns COL:SEP[,COL:SEP]",
     "delimiter": "csv: the field delimiter",
