@@ -185,3 +185,12 @@ def test_the_same_rows_give_the_same_models_through_any_reader(tmp_path: Path) -
     assert as_csv["format"] == "csv" and as_criteo["format"] == "criteo"
     for model in ("LR", "FM", "DeepFM"):  # fields no row fills are fields all the same
         assert as_csv["overall"][model]["holdout"] == as_criteo["overall"][model]["holdout"]
+
+
+def test_the_paper_table_marks_a_model_still_in_pre_training(tmp_path: Path) -> None:
+    models = ["--models", "fm,fnn,deepfm", "--periods", "2", "--store", "memory"]
+    result, doc = _replay(str(DATA / "criteo_sample.txt"), *models, "--paper-table", out=tmp_path)
+    last = doc["periods"][-1]["models"]
+    assert last["FNN"].get("pretraining") is True and "pretraining" not in last["DeepFM"]
+    assert "FNN*" in result.stdout
+    assert "* still in its FM pre-training in this period (it scored as an FM): FNN" in result.stdout

@@ -85,6 +85,8 @@ class Track:
     evicted_ttl: int = 0
     evicted_max_rows: int = 0
     stored_rows: int | None = None
+    # Periods whose scoring snapshot was still pre-training (FNN: it was the FM).
+    pretraining: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -164,6 +166,8 @@ class PeriodReplay:
                     "trained_events": track.trained,
                 }
                 track.frozen = self._freezer.freeze(track.config.name, track.live, position)
+                if getattr(track.frozen.model, "pretraining", False):
+                    track.pretraining.add(period)
         self.periods[period] = PeriodInfo(
             period, self._period_start(period), 0, self._newest_learned
         )

@@ -67,6 +67,8 @@ def _period_row(
         entry: dict[str, Any] = {}
         if p in t.holdout:
             entry["holdout"] = _metrics(t.holdout[p])
+        if p in t.pretraining:
+            entry["pretraining"] = True
         if p in t.progressive:
             entry["progressive"] = _metrics(t.progressive[p])
         models[t.config.paper_name] = entry
@@ -202,16 +204,23 @@ def paper_table(doc: dict[str, Any]) -> str:
         f"{last['events']} events)",
         f"{'Model':<14} {'AUC':>7} {'LogLoss':>8} {'DeepFM AUC gain':>16} {'LogLoss gain':>13}",
     ]
+    pretraining = [n for n in order if last["models"][n].get("pretraining")]
     for name in order:
         m = models[name]
         gain = ll_gain = ""
         if deep is not None and name != "DeepFM":
             gain = f"{(deep['auc'] - m['auc']) / m['auc'] * 100:+.2f}%"
             ll_gain = f"{(m['logloss'] - deep['logloss']) / m['logloss'] * 100:+.2f}%"
-        lines.append(f"{name:<14} {m['auc']:>7.4f} {m['logloss']:>8.5f} {gain:>16} {ll_gain:>13}")
+        shown = f"{name}*" if name in pretraining else name
+        lines.append(f"{shown:<14} {m['auc']:>7.4f} {m['logloss']:>8.5f} {gain:>16} {ll_gain:>13}")
     if "bayes" in last:
         b = last["bayes"]
         lines.append(f"{'Bayes-optimal':<14} {b['auc']:>7.4f} {b['logloss']:>8.5f}")
+    if pretraining:
+        lines.append(
+            f"* still in its FM pre-training in this period (it scored as an FM): "
+            f"{', '.join(pretraining)}"
+        )
     return "\n".join(lines)
 
 
