@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from deploy.runtime.errors import ConfigError
-from deploy.settings.tables import TrainSettings
+from deploy.settings.train import TrainSettings
 from model.embeddings import EmbeddingSource
 from model.features import FieldSpec
 from model.hashing import DEFAULT, feature_id

@@ -102,9 +102,11 @@ class SparseFTRL:
         params.copy_(torch.where(z.abs() > self.l1, -shrunk / denom, torch.zeros_like(z)))
 
 
-def make_sparse_optimizer(name: str, lr: float | None = None, l2: float = 0.0) -> SparseOptimizer:
+def make_sparse_optimizer(
+    name: str, lr: float | None = None, l2: float = 0.0, initial_accumulator: float = 0.1
+) -> SparseOptimizer:
     if name == "adagrad":
-        return SparseAdagrad(lr=lr or 0.05, l2=l2)
+        return SparseAdagrad(lr=lr or 0.05, initial_accumulator=initial_accumulator, l2=l2)
     if name == "adam":
         return SparseAdam(lr=lr or 1e-3, l2=l2)
     if name == "ftrl":

@@ -41,6 +41,7 @@ class TrainerConfig:
     sparse_optimizer: str | None = None
     sparse_lr: float | None = None
     sparse_l2: float = 0.0
+    sparse_initial_accumulator: float = 0.1
     init_std: float = 0.01
     device: str = "auto"
     seed: int = 0
@@ -61,7 +62,9 @@ def resolve_device(name: str) -> torch.device:
 def row_layout(model: ModelConfig, trainer: TrainerConfig) -> RowLayout:
     cls = MODELS[model.name]
     name = trainer.sparse_optimizer or ("ftrl" if model.name == "lr" else "adagrad")
-    optimizer = make_sparse_optimizer(name, trainer.sparse_lr, trainer.sparse_l2)
+    optimizer = make_sparse_optimizer(
+        name, trainer.sparse_lr, trainer.sparse_l2, trainer.sparse_initial_accumulator
+    )
     return RowLayout(cls.linear, cls.vectors, model.k, optimizer, trainer.init_std)
 
 

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from deploy.settings.tables import EvictionPolicy
+from deploy.settings.train import EvictionPolicy
 from store.row_store import Eviction
 
 log = logging.getLogger(__name__)

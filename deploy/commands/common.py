@@ -116,6 +116,16 @@ TRAIN = [
     Option(
         "train.sparse_lr", "--sparse-lr", "learning rate of the per-row optimizer (0: its default)"
     ),
+    Option(
+        "train.sparse_l2",
+        "--sparse-l2",
+        "L2 on embedding rows, per step a row is in (Adagrad and Adam; FTRL has its own)",
+    ),
+    Option(
+        "train.sparse_initial_accumulator",
+        "--sparse-initial-accumulator",
+        "Adagrad's initial accumulator: larger makes a row's first steps follow its gradient",
+    ),
 ]
 
 

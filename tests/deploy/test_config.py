@@ -5,10 +5,13 @@ from pathlib import Path
 import pytest
 
 from deploy.cli import COMMON, build_parser
-from deploy.commands import simulate
+from deploy.commands import demo, simulate
 from deploy.runtime.errors import ConfigError
 from deploy.settings.resolve import resolve, unknown_environment
 from deploy.settings.tables import Settings
+from model.sparse_optim import SparseAdagrad
+from model.trainer import row_layout
+from model.zoo import ModelConfig
 
 OPTIONS = [*COMMON, *simulate.OPTIONS]
 
@@ -174,3 +177,21 @@ def test_a_renamed_table_takes_only_its_own_keys(tmp_path: Path, text: str, word
     with pytest.raises(ConfigError) as info:
         _resolve([], {}, _toml(tmp_path, text))
     assert words in str(info.value)
+
+
+def test_the_embedding_regularization_flags_reach_the_row_optimizer() -> None:
+
+    args = build_parser().parse_args(
+        ["demo", "--sparse-l2", "0.5", "--sparse-initial-accumulator", "2"]
+    )
+
+    s = resolve(args, [*COMMON, *demo.OPTIONS], {}, None)
+    optimizer = row_layout(ModelConfig("fm"), s.train.trainer_config()).optimizer
+    assert optimizer == SparseAdagrad(initial_accumulator=2.0, l2=0.5)
+    with pytest.raises(ConfigError, match="sparse_initial_accumulator > 0"):
+        resolve(
+            build_parser().parse_args(["demo", "--sparse-initial-accumulator", "0"]),
+            [*COMMON, *demo.OPTIONS],
+            {},
+            None,
+        )

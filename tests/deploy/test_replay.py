@@ -193,4 +193,6 @@ def test_the_paper_table_marks_a_model_still_in_pre_training(tmp_path: Path) -> 
     last = doc["periods"][-1]["models"]
     assert last["FNN"].get("pretraining") is True and "pretraining" not in last["DeepFM"]
     assert "FNN*" in result.stdout
-    assert "* still in its FM pre-training in this period (it scored as an FM): FNN" in result.stdout
+    assert (
+        "* still in its FM pre-training in this period (it scored as an FM): FNN" in result.stdout
+    )

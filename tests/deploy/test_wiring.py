@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deploy.runtime.errors import ConfigError
-from deploy.settings.tables import TrainSettings
+from deploy.settings.train import TrainSettings
 from deploy.wiring import admission_for, embedding_source
 from model.features import FieldSpec
 from model.hashing import DEFAULT, feature_id

@@ -18,7 +18,7 @@ import numpy as np
 from deploy.batch.eviction import EvictionSchedule
 from deploy.batch.learners import FilterFactory, Learners, SourceFactory, progressive_step
 from deploy.batch.replay.freeze import Freezer
-from deploy.settings.tables import EvictionPolicy
+from deploy.settings.train import EvictionPolicy
 from model.ctr_metrics import BinaryMetrics, StreamingMetrics, binary_metrics
 from model.features import EncodedBatch, FeatureSchema
 from model.trainer import OnlineTrainer, TrainerConfig

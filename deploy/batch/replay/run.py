@@ -21,7 +21,8 @@ from deploy.batch.replay.inputs import OpenedInput, open_input
 from deploy.batch.replay.protocol import PeriodReplay
 from deploy.batch.replay.via_kafka import labeled_via_kafka
 from deploy.runtime.errors import ConfigError, ReplayInputError
-from deploy.settings.tables import Settings, TrainSettings
+from deploy.settings.tables import Settings
+from deploy.settings.train import TrainSettings
 from deploy.wiring import admission_for, embedding_source, prepare_store
 from stream.errors import RecordError
 from stream.events import LabeledEvent
