@@ -30,7 +30,8 @@ def test_rare_values_train_their_fields_default_row_until_admitted() -> None:
     schema = FeatureSchema((FieldSpec("user"), FieldSpec("ad")))
     enc = FeatureEncoder(schema)
     defaults = np.array([feature_id(f.name, DEFAULT) for f in enc.fields])
-    admission = Admission(np.array([3, 1]), defaults, CountMinSketch(1024, seed=1))
+    thresholds = np.array([{"user": 3, "ad": 1}[f.name] for f in enc.fields])
+    admission = Admission(thresholds, defaults, CountMinSketch(1024, seed=1))
     trainer = OnlineTrainer(
         ModelConfig(name="fm", k=4), 2, TrainerConfig(device="cpu"), id_filter=admission
     )
@@ -42,7 +43,7 @@ def test_rare_values_train_their_fields_default_row_until_admitted() -> None:
     for seen in (1, 2):
         trainer.learn_many(batch, np.array([1.0]))
         assert user_row not in source, f"admitted after {seen} sightings"
-        assert int(defaults[0]) in source
+        assert feature_id("user", DEFAULT) in source
     trainer.learn_many(batch, np.array([1.0]))
     assert user_row in source
     assert feature_id("ad", "a1") in source  # threshold 1: at once
