@@ -91,6 +91,11 @@ class CTRModel(nn.Module):
         self.num_fields = num_fields
         self.bias = nn.Parameter(torch.zeros(1))
 
+    @property
+    def pretraining(self) -> bool:
+        """Whether the model still predicts with a stand-in (FNN: its FM)."""
+        return False
+
     def split(self, rows: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """[U, P] -> order-1 weights [U] (zeros if none) and each latent table [U, k]."""
         w = rows[:, 0] if self.linear else rows.new_zeros(rows.shape[0])

@@ -184,8 +184,8 @@ def _renamed_table(
     stray = [f"{old}.{k}" for k in keys if f"{old}.{k}" not in RENAMED_KEYS]
     if stray:
         raise ConfigError(f"{path}: unknown key {stray[0]}")
-    if new in doc and set(keys) & set(doc[new]):
-        both = sorted(set(keys) & set(doc[new]))
+    both = sorted(set(keys) & set(doc.get(new, {})))
+    if both:
         raise ConfigError(f"{path}: {both[0]} is set in both [{old}] and [{new}]; keep [{new}]")
     warn(f"{path}: table [{old}] is deprecated: rename it [{new}]")
     return new

@@ -78,7 +78,7 @@ def _bias_for(logit: np.ndarray, ctr: float) -> float:
 
 def write_planted_log(spec: PlantedLog, path: Path, seed: int) -> dict[str, float]:
     """Writes the log as CSV with a header; returns its realized click rate and the
-    AUC-relevant truth summary (mean true probability)."""
+    mean true click probability."""
     rng = np.random.default_rng([seed, 2])
     ranks = _ranks(spec, spec.rows, rng)
     logit = planted_logits(spec, ranks, seed)

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploy.cli import COMMANDS, main
+from deploy.cli import COMMANDS
 from deploy.local.broker import free_port
 from store.row_store import RowStore
+from tests.clikit import run_fmstream
 
 FMSTREAM = str(Path(sys.executable).parent / "fmstream")
 TINY = [
@@ -47,16 +48,9 @@ def _run(
     )
 
 
-def _main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """The entry point in-process, for what ends before any logging or work starts
-    (help, configuration errors): the same code as the script, without paying a
-    torch import per case."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:  # argparse's --help
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+def _ran(*argv: str) -> tuple[int, str, str]:
+    ran = run_fmstream(*argv)
+    return ran.returncode, ran.stdout, ran.stderr
 
 
 def test_the_console_script_lists_every_subcommand() -> None:
@@ -67,10 +61,8 @@ def test_the_console_script_lists_every_subcommand() -> None:
 
 
 @pytest.mark.parametrize("name", [c.NAME for c in COMMANDS])
-def test_every_subcommand_has_help_showing_env_variables(
-    name: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, err = _main(capsys, name, "--help")
+def test_every_subcommand_has_help_showing_env_variables(name: str) -> None:
+    code, out, err = _ran(name, "--help")
     assert code == 0, err
     assert "FMSTREAM_LOGGING_LEVEL" in out
     assert "FMSTREAM_CONFIG" in out
@@ -173,8 +165,8 @@ def test_demo_evicts_on_its_event_time_schedule_and_writes_metrics(tmp_path: Pat
     assert value("fmstream_trained_events_total") == 3000
 
 
-def test_demo_rejects_an_unknown_model(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _main(capsys, "demo", "--models", "lr,xgboost")
+def test_demo_rejects_an_unknown_model() -> None:
+    code, _, err = _ran("demo", "--models", "lr,xgboost")
     assert code == 2
     assert "train.models: unknown model 'xgboost'" in err
 
@@ -187,8 +179,8 @@ def test_log_level_from_the_environment_silences_info(tmp_path: Path) -> None:
     assert "day_simulated" not in result.stderr
 
 
-def test_bad_flag_value_exits_2_naming_the_key(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _main(capsys, "simulate", "--days", "-1")
+def test_bad_flag_value_exits_2_naming_the_key() -> None:
+    code, _, err = _ran("simulate", "--days", "-1")
     assert code == 2
     assert "simulate.days must be > 0" in err
 
@@ -218,10 +210,8 @@ def test_simulate_to_an_absent_broker_fails_fast_with_the_address(tmp_path: Path
 
 
 @pytest.mark.parametrize("servers", ["notahost:abc", "host", ":9092", "a:1,b:99999", "x y:1"])
-def test_a_bootstrap_that_is_not_host_port_is_a_configuration_error(
-    servers: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, err = _main(capsys, "join", "--bootstrap", servers)
+def test_a_bootstrap_that_is_not_host_port_is_a_configuration_error(servers: str) -> None:
+    code, _, err = _ran("join", "--bootstrap", servers)
     assert code == 2
     assert "kafka.bootstrap_servers must be host:port" in err
     assert "Traceback" not in err

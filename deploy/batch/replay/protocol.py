@@ -166,7 +166,7 @@ class PeriodReplay:
                     "trained_events": track.trained,
                 }
                 track.frozen = self._freezer.freeze(track.config.name, track.live, position)
-                if getattr(track.frozen.model, "pretraining", False):
+                if track.frozen.model.pretraining:
                     track.pretraining.add(period)
         self.periods[period] = PeriodInfo(
             period, self._period_start(period), 0, self._newest_learned
