@@ -46,7 +46,9 @@ def test_a_store_in_use_by_another_run_is_refused_not_deleted(tmp_path: Path) ->
 def test_an_explicit_store_with_rows_needs_resume_or_fresh(tmp_path: Path) -> None:
     store = ["--impressions-per-day", "3000", "--store-dir", str(tmp_path / "store")]
     out = ["--out", str(tmp_path / "out")]
-    assert _demo(*store, *out).wait(timeout=300) == 0
+    first = _demo(*store, *out)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
     rows = stored_rows(tmp_path / "store")
     assert rows > 0
 
@@ -62,5 +64,6 @@ def test_an_explicit_store_with_rows_needs_resume_or_fresh(tmp_path: Path) -> No
     assert stored_rows(tmp_path / "store") >= rows
 
     fresh = _demo(*store, *out, "--fresh")
-    assert fresh.wait(timeout=300) == 0
+    _, err = fresh.communicate(timeout=300)
+    assert fresh.returncode == 0, err
     assert 0 < stored_rows(tmp_path / "store") <= rows
