@@ -33,6 +33,23 @@ class SparseBatch:
     unit_x: bool = False
 
 
+def first_examples(batch: SparseBatch, m: int) -> SparseBatch:
+    """The batch's first `m` examples, for a forward pass without gradients (the
+    entries are ordered by example within each part, so a mask keeps the layout)."""
+    if m >= batch.batch_size:
+        return batch
+    keep = torch.nonzero(batch.slot < m * batch.num_fields).squeeze(1)
+    return SparseBatch(
+        index=batch.index[keep],
+        x=batch.x[keep],
+        slot=batch.slot[keep],
+        batch_size=m,
+        num_fields=batch.num_fields,
+        single_fields=batch.single_fields,
+        unit_x=batch.unit_x,
+    )
+
+
 def _weighted_rows(values: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
     rows = values.index_select(0, batch.index)
     return rows if batch.unit_x else rows.mul_(batch.x[:, None])

@@ -102,6 +102,28 @@ class SparseFTRL:
         params.copy_(torch.where(z.abs() > self.l1, -shrunk / denom, torch.zeros_like(z)))
 
 
+@dataclass(frozen=True)
+class SplitRows:
+    """One optimizer for a row's first `head` parameters (the order-1 weight),
+    another for the rest (the latent vectors); the state is theirs side by side."""
+
+    head: int
+    first: SparseOptimizer
+    rest: SparseOptimizer
+
+    @property
+    def name(self) -> str:
+        return f"{self.first.name}+{self.rest.name}"
+
+    def state_width(self, params: int) -> int:
+        return self.first.state_width(self.head) + self.rest.state_width(params - self.head)
+
+    def step(self, params: torch.Tensor, state: torch.Tensor, grad: torch.Tensor) -> None:
+        h, s = self.head, self.first.state_width(self.head)
+        self.first.step(params[:, :h], state[:, :s], grad[:, :h])
+        self.rest.step(params[:, h:], state[:, s:], grad[:, h:])
+
+
 def make_sparse_optimizer(
     name: str, lr: float | None = None, l2: float = 0.0, initial_accumulator: float = 0.1
 ) -> SparseOptimizer:

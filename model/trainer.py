@@ -20,21 +20,35 @@ from model.embeddings import EmbeddingSource, InMemoryEmbeddings
 from model.errors import ModelError
 from model.features import EncodedBatch
 from model.grouping import unique_entries
-from model.layers import SparseBatch
+from model.layers import SparseBatch, first_examples
 from model.row_layout import RowLayout
-from model.sparse_optim import make_sparse_optimizer
+from model.sparse_optim import SparseOptimizer, SplitRows, make_sparse_optimizer
 from model.zoo import MODELS, CTRModel, ModelConfig, build_model
 
 # The CSR layout is marked beta; the one operation used here (CSR @ dense) is not.
 warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
 
 
+BOUND_SAMPLE = 128
+
+
 @dataclass(frozen=True)
 class TrainerConfig:
-    """Optimizers and placement. `sparse_optimizer=None` means FTRL for LR (the
-    paper's choice) and Adagrad for every other model's embedding rows: with one
-    step per row per batch, per-row Adam (the paper trains dense weights with it)
-    moves rare rows too little and common rows too much on simulated traffic."""
+    """Optimizers and placement.
+
+    `sparse_optimizer=None` means FTRL for order-1 weights (LR's, and those of
+    every model that has them: its per-coordinate schedule and L1 keep a weight
+    at zero until its evidence outweighs noise) and Adagrad for latent vectors
+    (`sparse_lr`, `sparse_l2` and `sparse_initial_accumulator` are its; for LR,
+    `sparse_lr` is FTRL's alpha). A name applies that optimizer to whole rows.
+
+    `max_logit_step` bounds how far one step may move the batch's own logits
+    (root mean square; 0: unbounded) in models with latent vectors, by scaling
+    the rows' step: per-row adaptive steps are each about the rate whatever the
+    gradient, so with many fields they add up along the direction all vectors
+    share, and the FM term shoots past the bias (docs/ARCHITECTURE.md: Model
+    quality). LR's FTRL needs no bound.
+    """
 
     dense_lr: float = 1e-3
     bias_lr: float = 0.01
@@ -42,6 +56,7 @@ class TrainerConfig:
     sparse_lr: float | None = None
     sparse_l2: float = 0.0
     sparse_initial_accumulator: float = 0.1
+    max_logit_step: float = 0.2
     init_std: float = 0.01
     device: str = "auto"
     seed: int = 0
@@ -59,12 +74,26 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def row_optimizer(model: ModelConfig, trainer: TrainerConfig) -> SparseOptimizer:
+    cls = MODELS[model.name]
+
+    def configured(name: str) -> SparseOptimizer:
+        return make_sparse_optimizer(
+            name, trainer.sparse_lr, trainer.sparse_l2, trainer.sparse_initial_accumulator
+        )
+
+    if trainer.sparse_optimizer:
+        return configured(trainer.sparse_optimizer)
+    if not cls.vectors:
+        return configured("ftrl")
+    if not cls.linear:
+        return configured("adagrad")
+    return SplitRows(cls.linear, make_sparse_optimizer("ftrl"), configured("adagrad"))
+
+
 def row_layout(model: ModelConfig, trainer: TrainerConfig) -> RowLayout:
     cls = MODELS[model.name]
-    name = trainer.sparse_optimizer or ("ftrl" if model.name == "lr" else "adagrad")
-    optimizer = make_sparse_optimizer(
-        name, trainer.sparse_lr, trainer.sparse_l2, trainer.sparse_initial_accumulator
-    )
+    optimizer = row_optimizer(model, trainer)
     return RowLayout(cls.linear, cls.vectors, model.k, optimizer, trainer.init_std)
 
 
@@ -102,6 +131,12 @@ class OnlineTrainer:
         self.model: CTRModel = build_model(model_config, num_fields, config.seed, self.device)
         self.dense_optimizer = dense_optimizer(self.model, config.dense_lr, config.bias_lr)
         self.examples_seen = 0
+        self._bounded = torch.zeros((), dtype=torch.int64, device=self.device)
+
+    @property
+    def bounded_steps(self) -> int:
+        """Steps whose row update `max_logit_step` scaled down."""
+        return int(self._bounded)
 
     def _gather(
         self, batch: EncodedBatch, create: bool
@@ -157,17 +192,22 @@ class OnlineTrainer:
         """One step on a batch; returns its mean training loss."""
         if self.examples_seen == 0:
             self._start_at_base_rate(labels)
-        if not self.model.training:
-            self.model.train()
         unique, rows, sparse = self._gather(batch, create=True)
         p = self.layout.params
+        bound = self.config.max_logit_step > 0 and self.layout.vectors > 0
+        # The bound is judged on a sample of the batch: two forwards of it are cheap.
+        sample = first_examples(sparse, BOUND_SAMPLE)
+        before = self._logits(rows[:, :p], sample) if bound else None
+        if not self.model.training:
+            self.model.train()
         # The leaf shares the rows' memory: nothing writes to either before backward.
         params = rows[:, :p].detach().requires_grad_(True)
         y = torch.as_tensor(labels, dtype=torch.float32, device=self.device)
 
         logits = self.model(params, sparse)
         loss = F.binary_cross_entropy_with_logits(logits, y)
-        loss.backward()  # type: ignore[no-untyped-call]
+        extra = self.model.auxiliary_loss(y)
+        (loss if extra is None else loss + extra).backward()  # type: ignore[no-untyped-call]
         self.dense_optimizer.step()
         self.dense_optimizer.zero_grad(set_to_none=True)
 
@@ -175,7 +215,31 @@ class OnlineTrainer:
             assert params.grad is not None
             # Sparse optimizers take the gradient of the summed loss (per-example semantics).
             grad = params.grad.mul_(batch.batch_size)
+            old = rows[:, :p].clone() if before is not None else None
             self.layout.optimizer.step(rows[:, :p], rows[:, p:], grad)
+            if before is not None and old is not None:
+                self._bound_row_step(before, old, rows[:, :p], sample)
         self.source.update(unique, rows)
         self.examples_seen += batch.batch_size
         return float(loss.detach())
+
+    @torch.no_grad()
+    def _logits(self, params: torch.Tensor, sparse: SparseBatch) -> torch.Tensor:
+        """The logits without dropout, as scoring sees them."""
+        self.model.eval()
+        out: torch.Tensor = self.model(params, sparse)
+        self.model.train()
+        return out
+
+    def _bound_row_step(
+        self, before: torch.Tensor, old: torch.Tensor, new: torch.Tensor, sparse: SparseBatch
+    ) -> None:
+        """Scales the rows' step (`old` to `new`, [U, P]) so that the whole step moves
+        the logits of `sample` (`before` it) by at most `max_logit_step` rms.
+
+        The dense step stays: Adam's is small by construction. An FTRL weight is a
+        function of its state, so a scaled one holds until its row's next step."""
+        rms = (self._logits(new, sparse) - before).square().mean().sqrt()
+        scale = torch.clamp(self.config.max_logit_step / rms.clamp(min=1e-12), max=1.0)
+        new.sub_(old).mul_(scale).add_(old)
+        self._bounded += (scale < 1.0).to(torch.int64)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from model.layers import (
@@ -96,6 +97,11 @@ class CTRModel(nn.Module):
         """Whether the model still predicts with a stand-in (FNN: its FM)."""
         return False
 
+    def auxiliary_loss(self, labels: torch.Tensor) -> torch.Tensor | None:
+        """A loss to learn beside the last training forward's (FNN: its DNN while the FM
+        pre-trains); None for most models."""
+        return None
+
     def split(self, rows: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """[U, P] -> order-1 weights [U] (zeros if none) and each latent table [U, k]."""
         w = rows[:, 0] if self.linear else rows.new_zeros(rows.shape[0])
@@ -173,29 +179,73 @@ class FMDNN(CTRModel):
 
 
 class FNN(CTRModel):
-    """An FM for the first `fnn_pretrain_examples` examples, then a DNN over the FM-trained
-    field vectors z_f = (w_f, e_f) (Zhang et al. 2016); only the DNN predicts afterwards."""
+    """Zhang et al. 2016: an FM pre-trains the field vectors z_f = (w_f, e_f), then
+    a DNN over them predicts alone (and fine-tunes them). The DNN's output adds the
+    global bias, which pre-training has already brought to the base rate.
+
+    The switch: during pre-training the DNN learns beside the FM on the detached
+    field vectors (pre-training moves only the FM), both scored on each batch
+    before learning it; once the DNN's training loss, smoothed over about 20
+    batches, is below the FM's, it takes over, whatever the log's length. At the
+    latest it does after `fnn_pretrain_examples`."""
+
+    SMOOTHING: ClassVar[float] = 0.05
+    MIN_BATCHES: ClassVar[int] = 20
 
     def __init__(self, config: ModelConfig, num_fields: int, generator: torch.Generator) -> None:
         super().__init__(config, num_fields, generator)
         self.pretrain_examples = config.fnn_pretrain_examples
         self.dnn = _mlp(config, num_fields * (config.k + 1), generator)
         self.seen: torch.Tensor
+        self.batches: torch.Tensor
+        self.losses: torch.Tensor
+        self.switched: torch.Tensor
         self.register_buffer("seen", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("batches", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("losses", torch.zeros(2))  # smoothed: FM, DNN
+        self.register_buffer("switched", torch.zeros((), dtype=torch.bool))
+        self._shadow: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._scored = torch.zeros(0)
 
     @property
     def pretraining(self) -> bool:
-        return int(self.seen) < self.pretrain_examples
+        return not bool(self.switched) and int(self.seen) < self.pretrain_examples
 
     def forward(self, rows: torch.Tensor, batch: SparseBatch) -> torch.Tensor:
         pretraining = self.pretraining
         if self.training:
             self.seen += batch.batch_size
+        if not pretraining:
+            out: torch.Tensor = self.bias + self.dnn(pooled(rows, batch).flatten(1))
+            return out
         w, (v,) = self.split(rows)
-        if pretraining:
-            return self.bias + linear_term(w, batch) + fm_interaction(pooled(v, batch))
-        out: torch.Tensor = self.dnn(pooled(rows, batch).flatten(1))
-        return out
+        fm = self.bias + linear_term(w, batch) + fm_interaction(pooled(v, batch))
+        if self.training:
+            z = pooled(rows.detach(), batch).flatten(1)
+            self._shadow = (fm.detach(), self.bias.detach() + self.dnn(z))
+            with torch.no_grad():
+                # Scored as it would predict: without dropout.
+                self.dnn.eval()
+                self._scored = self.bias + self.dnn(z)
+                self.dnn.train()
+        return fm
+
+    def auxiliary_loss(self, labels: torch.Tensor) -> torch.Tensor | None:
+        if self._shadow is None:
+            return None
+        fm, dnn = self._shadow
+        self._shadow = None
+        dnn_loss = F.binary_cross_entropy_with_logits(dnn, labels)
+        with torch.no_grad():
+            scored = F.binary_cross_entropy_with_logits(self._scored, labels)
+            now = torch.stack([F.binary_cross_entropy_with_logits(fm, labels), scored])
+            if int(self.batches) == 0:
+                self.losses.copy_(now)
+            self.losses.lerp_(now, self.SMOOTHING)
+            self.batches += 1
+            if int(self.batches) >= self.MIN_BATCHES and bool(self.losses[1] < self.losses[0]):
+                self.switched.fill_(True)
+        return dnn_loss
 
 
 class PNN(CTRModel):

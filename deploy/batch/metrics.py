@@ -41,6 +41,12 @@ class TrainingMetrics:
             ["model", "decision"],
             registry=registry,
         )
+        self.bounded = Counter(
+            "fmstream_bounded_steps",
+            "training steps whose embedding-row update was scaled down to train.max_logit_step",
+            ["model"],
+            registry=registry,
+        )
         self.cache = Counter(
             "fmstream_cache_lookups",
             "row lookups in the hot-row cache, by result (hit, miss)",
@@ -60,6 +66,7 @@ class TrainingMetrics:
             trainer = run.live
             if trainer is None:
                 continue
+            self.bounded.labels(name).inc(trainer.bounded_steps)
             if isinstance(trainer.id_filter, Admission):
                 self.admission.labels(name, "admitted").inc(trainer.id_filter.admitted)
                 self.admission.labels(name, "deferred").inc(trainer.id_filter.deferred)

@@ -21,6 +21,7 @@ from typing import Any
 
 from deploy.runtime.errors import DeployError
 from stream.simulate.planted import (
+    CRITEO_LIKE_LOG,
     LOW_CTR_LOG,
     LOW_CTR_WIDE_LOG,
     PAIRS_LOG,
@@ -84,6 +85,11 @@ LOGS = (
         "low-ctr-wide",
         f"{LOW_CTR_WIDE_LOG.rows} rows, the low-CTR log plus 60 weak 10-value fields",
         _planted(LOW_CTR_WIDE_LOG),
+    ),
+    QualityLog(
+        "criteo-like",
+        f"{CRITEO_LIKE_LOG.rows} rows, 39 fields (26 categorical, 13 bucketized), CTR 25%, 5 days",
+        _planted(CRITEO_LIKE_LOG),
     ),
     QualityLog("simulated", "3 simulated days of 30,000 impressions, CTR 4%", _simulated),
     QualityLog("criteo-sample", "200 real Criteo rows, 2 periods", _sample("criteo_sample.txt", 2)),

@@ -89,14 +89,19 @@ def bench_encode(
 
 
 def bench_model(
-    name: str, batches: list[tuple[EncodedBatch, np.ndarray]], probe: Matmul, warmup: int = 3
+    name: str,
+    batches: list[tuple[EncodedBatch, np.ndarray]],
+    probe: Matmul,
+    warmup: int = 3,
+    max_logit_step: float = TrainerConfig.max_logit_step,
 ) -> dict[str, Any]:
     """One timed run; each step is paired with a `probe` matmul timed right after it.
     Every run groups its batches' ids afresh (a batch caches its grouping)."""
     batches = [(dataclasses.replace(b), y) for b, y in batches]
     # FNN is timed in its DNN phase, past the FM pre-training.
     config = ModelConfig(name=name, fnn_pretrain_examples=0)
-    trainer = OnlineTrainer(config, len(CRITEO_SCHEMA.fields), TrainerConfig(device="cpu"))
+    trainer_config = TrainerConfig(device="cpu", max_logit_step=max_logit_step)
+    trainer = OnlineTrainer(config, len(CRITEO_SCHEMA.fields), trainer_config)
     for b, y in batches[:warmup]:
         trainer.learn_many(b, y)
     size = batches[0][0].batch_size
@@ -125,13 +130,15 @@ def bench_model_runs(
     and with a matmul probe after every step."""
     size = batches[0][0].batch_size
     probe = Matmul(size, 400, 400)
-    runs = []
+    runs, unbounded = [], []
     for _ in range(repeat):
         before = best_window(probe)
         run = bench_model(name, batches, probe)
         run["ceiling"] = max(before, best_window(probe))
         run["best_window_share"] = run["gflops"] / run["ceiling"]
         runs.append(run)
+        # The same steps without max_logit_step's two sample forwards, beside them.
+        unbounded.append(bench_model(name, batches, probe, max_logit_step=0.0)["examples_per_s"])
 
     def median(key: str) -> float:
         return float(statistics.median(r[key] for r in runs))
@@ -148,4 +155,6 @@ def bench_model_runs(
         "best_window_ceiling_gflops": round(median("ceiling"), 1),
         "share_of_best_window": round(median("best_window_share"), 3),
         "rows_touched": runs[0]["rows_touched"],
+        "unbounded_examples_per_s": round(statistics.median(unbounded)),
+        "bounded_vs_unbounded": round(median("examples_per_s") / statistics.median(unbounded), 3),
     }

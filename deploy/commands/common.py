@@ -76,8 +76,8 @@ TRAIN = [
     Option(
         "train.sparse_optimizer",
         "--sparse-optimizer",
-        "per-row optimizer of embedding rows: adagrad, adam, ftrl (empty: FTRL for LR, "
-        "Adagrad otherwise)",
+        "per-row optimizer of whole embedding rows: adagrad, adam, ftrl (empty: FTRL for "
+        "order-1 weights, Adagrad for latent vectors)",
     ),
     Option("train.store", "--store", "where embedding rows live: memory or rocksdb"),
     Option(
@@ -114,7 +114,9 @@ TRAIN = [
         "run store eviction every this many hours of event time",
     ),
     Option(
-        "train.sparse_lr", "--sparse-lr", "learning rate of the per-row optimizer (0: its default)"
+        "train.sparse_lr",
+        "--sparse-lr",
+        "learning rate of the latent vectors' per-row optimizer, LR's FTRL alpha (0: default)",
     ),
     Option(
         "train.sparse_l2",
@@ -125,6 +127,11 @@ TRAIN = [
         "train.sparse_initial_accumulator",
         "--sparse-initial-accumulator",
         "Adagrad's initial accumulator: larger makes a row's first steps follow its gradient",
+    ),
+    Option(
+        "train.max_logit_step",
+        "--max-logit-step",
+        "most one step may move its batch's logits, rms (models with latent vectors; 0: off)",
     ),
 ]
 

@@ -42,6 +42,7 @@ class TrainSettings:
     sparse_lr: float = 0.0
     sparse_l2: float = 0.0
     sparse_initial_accumulator: float = 0.1
+    max_logit_step: float = 0.2
     store: str = "memory"
     store_dir: Path | None = None
     cache_rows: int = 1_000_000
@@ -102,6 +103,10 @@ class TrainSettings:
                 "train.sparse_l2 must be >= 0 and train.sparse_initial_accumulator > 0, got "
                 f"{self.sparse_l2} and {self.sparse_initial_accumulator}"
             )
+        if self.max_logit_step < 0:
+            raise ConfigError(
+                f"train.max_logit_step must be >= 0 (0: unbounded), got {self.max_logit_step}"
+            )
         try:
             resolve_device(self.device)
         except ModelError as exc:
@@ -158,6 +163,7 @@ class TrainSettings:
             sparse_lr=self.sparse_lr or None,
             sparse_l2=self.sparse_l2,
             sparse_initial_accumulator=self.sparse_initial_accumulator,
+            max_logit_step=self.max_logit_step,
             device=self.device,
             seed=self.seed,
         )

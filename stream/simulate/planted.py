@@ -95,6 +95,9 @@ def write_planted_log(spec: PlantedLog, path: Path, seed: int) -> dict[str, floa
     return {"ctr": float(labels.mean()), "mean_p": float(p.mean())}
 
 
+# The pairs join fields of up to a few hundred values, so that one pass over the
+# log holds enough co-occurrences to learn them; the high-cardinality fields
+# (user, advertiser, ad) carry order-1 effects only, as noise an FM must not fit.
 PAIRS_LOG = PlantedLog(
     name="planted-pairs",
     fields=(
@@ -111,10 +114,31 @@ PAIRS_LOG = PlantedLog(
         ("os", 8),
         ("campaign", 500),
     ),
-    pairs=((0, 2), (3, 7), (4, 7), (5, 2), (9, 7), (6, 11)),
+    pairs=((3, 7), (9, 7), (5, 1), (10, 3), (0, 7), (1, 9)),
     rows_per_day=15_000,
     days=6,
     ctr=0.04,
+)
+
+# fmt: off
+_CRITEO_LIKE_CARDS = (
+    50, 100, 20, 500, 1000, 10, 200, 30, 5000, 8, 300, 40, 2000,
+    15, 700, 60, 3, 400, 90, 1500, 25, 6, 250, 120, 800, 12,
+)
+# fmt: on
+# 39 fields as in Criteo (13 bucketized counts of 10 values, 26 categorical), a
+# 25% click rate, 2,000 rows a day for 5 days: a small log where many fields and
+# few rows make an embedding model over-confident before it has evidence.
+CRITEO_LIKE_LOG = PlantedLog(
+    name="criteo-like",
+    fields=tuple((f"C{i + 1}", card) for i, card in enumerate(_CRITEO_LIKE_CARDS))
+    + tuple((f"I{i + 1}", 10) for i in range(13)),
+    pairs=((0, 2), (5, 7), (9, 13), (15, 20), (26, 27)),
+    rows_per_day=2_000,
+    days=5,
+    ctr=0.25,
+    order1=0.3,
+    pair_scale=0.6,
 )
 
 LOW_CTR_LOG = PlantedLog(

@@ -126,7 +126,7 @@ def test_demo_through_the_rocksdb_store_matches_the_in_memory_run(tmp_path: Path
         return [ln.split()[:6] for ln in text.splitlines() if ln.startswith(("FM ", "Bayes"))]
 
     assert table(rocks.stdout) == table(memory.stdout)
-    store = RowStore(tmp_path / "r" / "store" / "fm", 1 + 10 + 11)  # w, V, Adagrad state
+    store = RowStore(tmp_path / "r" / "store" / "fm", 1 + 10 + 2 + 10)  # w, V | FTRL, Adagrad
     try:
         assert store.count() > 500  # users, ads, contexts of 2 tiny days
         position = store.position()

@@ -9,7 +9,7 @@ from deploy.commands import demo, simulate
 from deploy.runtime.errors import ConfigError
 from deploy.settings.resolve import resolve, unknown_environment
 from deploy.settings.tables import Settings
-from model.sparse_optim import SparseAdagrad
+from model.sparse_optim import SparseAdagrad, SparseFTRL, SplitRows
 from model.trainer import row_layout
 from model.zoo import ModelConfig
 
@@ -187,7 +187,7 @@ def test_the_embedding_regularization_flags_reach_the_row_optimizer() -> None:
 
     s = resolve(args, [*COMMON, *demo.OPTIONS], {}, None)
     optimizer = row_layout(ModelConfig("fm"), s.train.trainer_config()).optimizer
-    assert optimizer == SparseAdagrad(initial_accumulator=2.0, l2=0.5)
+    assert optimizer == SplitRows(1, SparseFTRL(), SparseAdagrad(initial_accumulator=2.0, l2=0.5))
     with pytest.raises(ConfigError, match="sparse_initial_accumulator > 0"):
         resolve(
             build_parser().parse_args(["demo", "--sparse-initial-accumulator", "0"]),

@@ -179,7 +179,29 @@ def test_fnn_pretrains_as_fm_then_predicts_with_its_dnn() -> None:
     model.eval()
     assert not model.pretraining
     dnn_logits = model(rows, batch)
-    torch.testing.assert_close(dnn_logits, model.dnn(pooled(rows, batch).flatten(1)))  # type: ignore[operator]
+    expected = model.bias + model.dnn(pooled(rows, batch).flatten(1))  # type: ignore[operator]
+    torch.testing.assert_close(dnn_logits, expected)
+
+
+def test_fnn_hands_over_to_its_dnn_once_the_dnn_scores_better() -> None:
+    config = ModelConfig(name="fnn", k=K, neurons=8)
+    model = build_model(config, F, seed=0, device=torch.device("cpu"))
+    batch = _batch()
+    rows = 3.0 * torch.randn(17, 1 + K)  # large vectors: an FM far from the labels
+    labels = torch.zeros(B)
+    model.train()
+    losses = []
+    for n in range(20):  # the DNN may take over after 20 batches at the earliest
+        assert model.pretraining, n
+        fm = model(rows, batch)
+        shadow = model.auxiliary_loss(labels)
+        assert shadow is not None and shadow.requires_grad
+        fm_loss = torch.nn.functional.binary_cross_entropy_with_logits(fm, labels)
+        losses.append((float(fm_loss), float(shadow.detach())))
+    # The DNN's output starts at the bias, the FM's at the bias plus large terms.
+    assert not model.pretraining
+    assert all(fm_loss > dnn_loss for fm_loss, dnn_loss in losses)
+    assert model.auxiliary_loss(labels) is None  # nothing learns beside it any more
 
 
 def test_dense_initialization_is_seeded_and_leaves_global_rng_alone() -> None:

@@ -127,12 +127,14 @@ def test_prediction_never_creates_rows_but_learning_does() -> None:
 
 def test_rows_carry_their_optimizer_state_and_start_from_the_id() -> None:
     layout = row_layout(ModelConfig(name="deepfm", k=4), TrainerConfig())
-    assert (layout.params, layout.width) == (5, 5 + 5)  # w, V | Adagrad accumulators
+    # w, V | FTRL's z and n for w, Adagrad's accumulators for V
+    assert (layout.params, layout.width) == (5, 5 + 2 + 4)
+    assert layout.describe()["optimizer"] == "ftrl+adagrad"
     source = InMemoryEmbeddings(layout, seed=9)
     ids = torch.tensor([5, -7, 123456789012], dtype=torch.int64)
     rows = source.lookup(ids)
     torch.testing.assert_close(rows, torch.from_numpy(initial_rows(ids.numpy(), layout, 9)))
-    rows[:, -1] = 4.0  # the step count lives in the row
+    rows[:, -1] = 4.0  # the optimizer's state lives in the row
     source.update(ids, rows)
     assert source.lookup(ids[[1]])[0, -1] == 4.0
 
