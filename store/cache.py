@@ -1,6 +1,7 @@
 """A fixed-capacity hot-row cache on the training device in front of the row store.
 
-Rows live in one slab [capacity, width]; a vectorized `SlotIndex` maps id -> slot; CLOCK picks
+Rows live in one slab, which doubles as rows arrive up to [capacity, width]; a
+vectorized `SlotIndex` maps id -> slot; once the slab is full, CLOCK picks
 victims among slots the current batch does not use. Updates only touch the
 slab. A dirty victim moves to a write-back buffer (still readable), and
 `flush(position)` writes every dirty row, the write-back buffer and the input
@@ -15,6 +16,7 @@ uses to drop rows by TTL or frequency.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 
 from store.errors import StoreError
-from store.row_store import Eviction, RowStore
+from store.row_store import Eviction, RowStore, record_dtype
 
 Initializer = Callable[[np.ndarray], np.ndarray]
 
@@ -45,6 +47,15 @@ class SlotIndex(Protocol):
         """Removes keys (absent ones are ignored)."""
         ...
 
+    def grow(self, capacity: int) -> None:
+        """Raises the capacity, keeping every entry."""
+        ...
+
+
+# The cache starts this small and doubles up to its capacity, so that a small run
+# (or a snapshot read by few requests) holds what it uses, not the capacity.
+INITIAL_ROWS = 1 << 16
+
 
 class CachedEmbeddings:
     def __init__(
@@ -56,25 +67,31 @@ class CachedEmbeddings:
         cache_reads: bool = False,
         *,
         slot_index: Callable[[int], SlotIndex],
+        initial_rows: int = INITIAL_ROWS,
     ) -> None:
         """`slot_index(capacity)` makes the id -> slot index. `cache_reads`: scoring
         also caches the rows it reads (for a read-only snapshot, whose rows never
-        change); otherwise scoring never touches the cache."""
+        change); otherwise scoring never touches the cache. The slab starts at
+        `initial_rows` and doubles up to `capacity`."""
         self.store = store
         self._cache_reads = cache_reads
         self._init = initializer
         self.capacity = capacity
         self._device = torch.device(device)
-        self._slab = torch.zeros((capacity, store.width), dtype=torch.float32, device=self._device)
-        self._slot_of = slot_index(capacity)
-        self._id_at = np.zeros(capacity, dtype=np.int64)
-        self._used = np.zeros(capacity, dtype=bool)
-        self._dirty = np.zeros(capacity, dtype=bool)
-        self._referenced = np.zeros(capacity, dtype=bool)
-        self._count = np.zeros(capacity, dtype=np.int64)
-        self._seen = np.full(capacity, -1, dtype=np.int64)
+        start = max(1, min(capacity, initial_rows))
+        self._slab = torch.zeros((start, store.width), dtype=torch.float32, device=self._device)
+        self._slot_of = slot_index(start)
+        self._id_at = np.zeros(start, dtype=np.int64)
+        self._used = np.zeros(start, dtype=bool)
+        self._dirty = np.zeros(start, dtype=bool)
+        self._referenced = np.zeros(start, dtype=bool)
+        self._count = np.zeros(start, dtype=np.int64)
+        self._seen = np.full(start, -1, dtype=np.int64)
         self._now = -1
         self._hand = 0
+        # While the store started empty and no row has left the cache, every stored
+        # row is cached too: a row the cache lacks is new, and reading it is skipped.
+        self._holds_all = not store.holds_rows()
         self._written_back: dict[int, tuple[np.ndarray, int, int]] = {}
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None
         self.hits = 0
@@ -83,6 +100,11 @@ class CachedEmbeddings:
     @property
     def row_width(self) -> int:
         return self.store.width
+
+    @property
+    def rows_held(self) -> int:
+        """Rows the slab has room for now (it grows up to `capacity`)."""
+        return len(self._used)
 
     def observe(self, event_ts: int) -> None:
         """The event time that the next learning steps stamp on the rows they touch."""
@@ -145,6 +167,23 @@ class CachedEmbeddings:
         self._written_back.clear()
         return len(all_ids)
 
+    def reader_over(self, snapshot: RowStore) -> CachedEmbeddings:
+        """A read-only cache over `snapshot` (a checkpoint of this cache's store, taken
+        right after a flush) holding a copy of this cache's rows: scoring it reads the
+        snapshot only for rows this cache had evicted. Learning here later changes
+        neither."""
+        if self._dirty.any() or self._written_back:
+            raise StoreError(f"flush {self.store.path} before reading a snapshot of it")
+        twin = copy.copy(self)
+        twin.store, twin._cache_reads = snapshot, True
+        twin._slab = self._slab.clone()
+        twin._slot_of = copy.deepcopy(self._slot_of)
+        for name in ("_id_at", "_used", "_dirty", "_referenced", "_count", "_seen"):
+            setattr(twin, name, getattr(self, name).copy())
+        twin._written_back, twin._last = {}, None
+        twin.hits = twin.misses = 0
+        return twin
+
     def evict(self, expire_before: int | None, max_rows: int | None) -> Eviction:
         """Deletes stored rows by TTL and count (`RowStore.evict`) and drops the clean
         cached copies of deleted ids; rows changed since the last flush stay, as they
@@ -168,7 +207,12 @@ class CachedEmbeddings:
 
     def _read(self, keys: np.ndarray, take: bool) -> tuple[np.ndarray, np.ndarray]:
         """Records from the write-back buffer, else the store, else initial; and which existed."""
-        records, found = self.store.get_records(keys)
+        if self._holds_all:
+            records = np.zeros(len(keys), dtype=record_dtype(self.store.width))
+            records["seen"] = -1
+            found = np.zeros(len(keys), dtype=bool)
+        else:
+            records, found = self.store.get_records(keys)
         for i, key in enumerate(keys.tolist()):
             pending = self._written_back.pop(key, None) if take else self._written_back.get(key)
             if pending is not None:
@@ -197,6 +241,9 @@ class CachedEmbeddings:
 
     def _free_slots(self, n: int, protect: np.ndarray) -> np.ndarray:
         free = np.flatnonzero(~self._used)[:n]
+        if len(free) < n and len(self._used) < self.capacity:
+            self._grow(len(self._used) + n - len(free))
+            free = np.flatnonzero(~self._used)[:n]
         if len(free) == n:
             return free
         self._referenced[protect] = True
@@ -204,12 +251,31 @@ class CachedEmbeddings:
         self._evict(victims)
         return np.concatenate([free, victims])
 
+    def _grow(self, at_least: int) -> None:
+        """Doubles the slots (at least to `at_least`, at most to the capacity)."""
+        old = len(self._used)
+        size = min(self.capacity, max(2 * old, at_least))
+        slab = torch.zeros((size, self.store.width), dtype=torch.float32, device=self._device)
+        slab[:old] = self._slab
+        self._slab = slab
+
+        def grown(a: np.ndarray, fill: int) -> np.ndarray:
+            out = np.full(size, fill, dtype=a.dtype)
+            out[:old] = a
+            return out
+
+        self._id_at, self._count = grown(self._id_at, 0), grown(self._count, 0)
+        self._seen = grown(self._seen, -1)
+        self._used, self._dirty = grown(self._used, 0), grown(self._dirty, 0)
+        self._referenced = grown(self._referenced, 0)
+        self._slot_of.grow(size)
+
     def _clock(self, n: int, protect: np.ndarray) -> np.ndarray:
         """CLOCK, vectorized: from the hand, the first unreferenced slots not in use by
         this batch; the referenced slots the hand passes lose their bit."""
         keep = ~self._used  # free slots are already handed out
         keep[protect] = True
-        order = np.roll(np.arange(self.capacity), -self._hand)
+        order = np.roll(np.arange(len(self._used)), -self._hand)
         open_ = ~keep[order]
         candidates = order[open_ & ~self._referenced[order]]
         if len(candidates) < n:
@@ -220,10 +286,11 @@ class CachedEmbeddings:
             chosen = candidates[:n]
             passed = order[: int(np.flatnonzero(order == chosen[-1])[0]) + 1]
             self._referenced[passed[open_[: len(passed)]]] = False
-        self._hand = int((chosen[-1] + 1) % self.capacity)
+        self._hand = int((chosen[-1] + 1) % len(self._used))
         return chosen
 
     def _evict(self, slots: np.ndarray) -> None:
+        self._holds_all = False
         dirty = slots[self._dirty[slots]]
         if len(dirty):
             rows = self._slab[torch.from_numpy(dirty).to(self._device)].cpu().numpy()

@@ -15,11 +15,16 @@ class RocksOptions:
     # Most lookups of a growing table are for ids not stored yet: a Bloom filter
     # answers those without reading a block.
     bloom_bits_per_key: int = 10
+    # The same for the memtable, where the newest rows are (a share of its size).
+    memtable_bloom_ratio: float = 0.1
 
     def to_options(self) -> Options:
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
         opts.set_write_buffer_size(self.write_buffer_mb << 20)
+        if self.memtable_bloom_ratio > 0:
+            opts.set_memtable_whole_key_filtering(True)
+            opts.set_memtable_prefix_bloom_ratio(self.memtable_bloom_ratio)
         table = BlockBasedOptions()
         table.set_block_cache(Cache(self.block_cache_mb << 20))
         if self.bloom_bits_per_key > 0:

@@ -200,6 +200,11 @@ class RowStore:
         keys: Iterator[bytes] = cast(Any, self._db).keys(from_key=ROW)
         return sum(1 for k in keys if k.startswith(ROW))
 
+    def holds_rows(self) -> bool:
+        """Whether any row is stored (one seek)."""
+        keys: Iterator[bytes] = cast(Any, self._db).keys(from_key=ROW)
+        return any(k.startswith(ROW) for k in itertools.islice(keys, 1))
+
     def checkpoint(self, dest: Path) -> None:
         """A consistent copy (hard links) of everything written so far, at `dest`."""
         if dest.exists():

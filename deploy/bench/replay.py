@@ -1,9 +1,9 @@
-"""`fmstream bench replay`: a Criteo-format log of N rows replayed with DeepFM at the paper's
-settings in a child process: wall time, events/s and the child's peak RSS."""
+"""`fmstream bench replay`: a Criteo-format log of N rows replayed at the paper's settings
+in child processes, through the in-memory and the RocksDB store side by side."""
 
 from __future__ import annotations
 
-import resource
+import json
 import subprocess
 import sys
 import tempfile
@@ -16,6 +16,7 @@ from deploy.runtime.errors import DeployError
 from stream.logs.formats import CRITEO_CAT, CRITEO_INT
 
 _CHUNK = 50_000
+_STORES = ("memory", "rocksdb")
 
 
 def write_criteo_log(path: Path, rows: int, seed: int = 0) -> None:
@@ -34,38 +35,60 @@ def _count(value: Any) -> str:
     return "" if value is None else str(int(value))
 
 
-def bench_replay(rows: int, periods: int = 7) -> dict[str, Any]:
+# Runs one command and prints its peak RSS (KiB) last on stderr: each child's own.
+_MEASURED = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.run(sys.argv[1:]).returncode\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
+def _replay_once(log: Path, out: Path, models: str, store: str, periods: int) -> dict[str, Any]:
+    command = [
+        sys.executable, "-c", _MEASURED, str(Path(sys.executable).parent / "fmstream"),
+        "replay", str(log), "--format", "criteo", "--periods", str(periods),
+        "--models", models, "--store", store, "--store-dir", str(out / "store"),
+        "--out", str(out), "--log-level", "WARNING",
+    ]  # fmt: skip
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise DeployError(f"the {store} replay failed:\n{result.stderr[-2000:]}")
+    overall = {
+        model: {part: metrics[part] for part in ("holdout", "progressive")}
+        for model, metrics in json.loads((out / "replay.json").read_text())["overall"].items()
+    }
+    return {
+        "wall_s": round(wall, 1),
+        "peak_rss_mb": round(int(result.stderr.split()[-1]) / 1024, 1),
+        "overall": overall,
+    }
+
+
+def bench_replay(rows: int, models: str, periods: int = 7) -> dict[str, Any]:
+    """The same log replayed through the in-memory and the RocksDB store, one after
+    the other: wall time, events/s and peak RSS of each, their ratios, and whether
+    the two gave the same metrics (they must)."""
     with tempfile.TemporaryDirectory(prefix="fmstream-bench-replay-") as tmp:
         log = Path(tmp) / "criteo.tsv"
         write_criteo_log(log, rows)
-        command = [
-            str(Path(sys.executable).parent / "fmstream"),
-            "replay",
-            str(log),
-            "--format",
-            "criteo",
-            "--periods",
-            str(periods),
-            "--models",
-            "deepfm",
-            "--out",
-            str(Path(tmp) / "out"),
-            "--log-level",
-            "WARNING",
-        ]
-        start = time.perf_counter()
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        wall = time.perf_counter() - start
-        if result.returncode != 0:
-            raise DeployError(f"the replay failed:\n{result.stderr[-2000:]}")
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        runs = {s: _replay_once(log, Path(tmp) / s, models, s, periods) for s in _STORES}
+    same = runs["memory"].pop("overall") == runs["rocksdb"].pop("overall")
+    for run in runs.values():
+        run["events_per_s"] = round(rows / run["wall_s"])
     return {
         "benchmark": "replay",
         "rows": rows,
         "format": "criteo (tab-separated)",
-        "models": "deepfm (k=10, 400-400-400, dropout keep 0.5), RocksDB store",
+        "models": models,
+        "settings": "k=10, 400-400-400, dropout keep 0.5; RocksDB behind the default row cache",
         "periods": periods,
-        "wall_s": round(wall, 1),
-        "events_per_s": round(rows / wall),
-        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "stores": runs,
+        "rocksdb_vs_memory_wall": round(runs["rocksdb"]["wall_s"] / runs["memory"]["wall_s"], 2),
+        "rocksdb_vs_memory_rss": round(
+            runs["rocksdb"]["peak_rss_mb"] / runs["memory"]["peak_rss_mb"], 2
+        ),
+        "same_metrics": same,
     }

@@ -46,6 +46,7 @@ OPTIONS: list[Option] = [
     Option("bench.simulate_days", "--days", "simulate: days to simulate per run"),
     Option("bench.repeat", "--repeat", "runs to take the median of"),
     Option("bench.replay_rows", "--replay-rows", "replay: rows of the Criteo-format log"),
+    Option("bench.replay_models", "--replay-models", "replay: comma-separated models"),
     Option("bench.quality_seeds", "--seeds", "quality: seeds per log (FMSTREAM_TRAIN_* apply)"),
     Option("topics.partitions", "--partitions", "join: partitions of the benchmark's topics"),
     Option("bench.models", "--bench-models", "train: comma-separated models"),
@@ -161,7 +162,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         events, _ = criteo_like_events(50_000)
         result = {"benchmark": "encode", **bench_encode(events, repeat=repeat)}
     elif args.what == "replay":
-        result = bench_replay(cfg.replay_rows)
+        result = bench_replay(cfg.replay_rows, cfg.replay_models)
     elif args.what == "quality":
         result = bench_quality(cfg.quality_seeds)
     elif args.what == "join":

@@ -223,6 +223,7 @@ class BenchSettings:
     cache_rows: int = 1_000_000
     batch_unique_ids: int = 60_000
     replay_rows: int = 1_000_000
+    replay_models: str = "deepfm"
     quality_seeds: int = 3
 
 

@@ -43,6 +43,40 @@ def test_evicted_rows_come_back_with_their_latest_value(tmp_path: Path) -> None:
     assert cache.misses > cache.capacity
 
 
+def test_the_slab_grows_to_what_is_used_and_evicts_only_at_capacity(tmp_path: Path) -> None:
+    cache = CachedEmbeddings(
+        RowStore(tmp_path / "db", W), _init, capacity=16, slot_index=SlotMap, initial_rows=2
+    )
+    for i in range(5):
+        _touch(cache, i, add=100)
+    assert cache.rows_held == 8 and cache.misses == 5  # 2 -> 4 -> 8 rows, no eviction yet
+    for i in range(5, 40):
+        _touch(cache, i, add=100)
+    assert cache.rows_held == 16  # then full: older rows were evicted to make room
+    cache.flush()
+    assert cache.store.count() == 40
+    for part in (np.arange(16), np.arange(16, 40)):
+        rows = cache.lookup(torch.from_numpy(part), create=False)
+        torch.testing.assert_close(rows, torch.from_numpy(_init(part) + 100))
+
+
+def test_a_snapshot_reader_keeps_the_rows_of_its_moment(tmp_path: Path) -> None:
+    cache = _cache(tmp_path, capacity=8)
+    for i in range(12):  # ids 0-3 leave the cache for the store
+        _touch(cache, i, add=100)
+    cache.flush()
+    cache.store.checkpoint(tmp_path / "snap")
+    reader = cache.reader_over(RowStore(tmp_path / "snap", W, read_only=True))
+    _touch(cache, 1, 11, add=5)  # learning goes on after the snapshot
+    for part in (np.arange(7), np.arange(7, 14)):  # 12 and 13 were never learned
+        rows = reader.lookup(torch.from_numpy(part), create=False)
+        expected = _init(part) + np.where(part < 12, 100, 0)[:, None].astype(np.float32)
+        torch.testing.assert_close(rows, torch.from_numpy(expected))
+    assert cache.lookup(torch.tensor([11]))[0, 0] == 11 + 105
+    with pytest.raises(StoreError, match="flush"):
+        cache.reader_over(reader.store)
+
+
 def test_flush_writes_rows_and_position_together_and_only_then(tmp_path: Path) -> None:
     cache = _cache(tmp_path)
     for i in range(10):

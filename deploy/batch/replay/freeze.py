@@ -1,7 +1,8 @@
 """Frozen copies of live trainers: the snapshot a period is scored with.
 
 A RocksDB-backed trainer is flushed and checkpointed (hard links), and the copy
-reads the checkpoint read-only, so nothing learned later can reach it; an
+starts with a copy of the live row cache and reads the rest from the checkpoint,
+read-only, so nothing learned later can reach it; an
 in-memory trainer is deep-copied. Either way the copy also takes the dense
 weights and the admission state as they are now.
 """
@@ -13,16 +14,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from deploy.wiring import cached_source
 from model.trainer import OnlineTrainer
 from store.cache import CachedEmbeddings
 from store.row_store import RowStore
 
 
 class Freezer:
-    def __init__(self, root: Path, seed: int) -> None:
+    def __init__(self, root: Path) -> None:
         self._root = root
-        self._seed = seed
         self._open: dict[str, tuple[RowStore, Path]] = {}
 
     def freeze(self, name: str, live: OnlineTrainer, position: dict[str, Any]) -> OnlineTrainer:
@@ -34,15 +33,8 @@ class Freezer:
             dest.parent.mkdir(parents=True, exist_ok=True)
             source.store.checkpoint(dest)
             store = RowStore(dest, source.store.width, read_only=True)
-            # The snapshot never changes, so its reads are cached too (half the live size).
-            frozen_source: Any = cached_source(
-                store,
-                live.layout,
-                self._seed,
-                max(1, source.capacity // 2),
-                str(live.device),
-                cache_reads=True,
-            )
+            # It starts with the live cache's rows; the checkpoint serves the rest.
+            frozen_source: Any = source.reader_over(store)
             self._replace(name, store, dest)
         else:
             frozen_source = copy.deepcopy(source)

@@ -190,7 +190,7 @@ def _protocol(
         train.batch_size,
         opened.clock.period_of,
         opened.clock.start_of,
-        Freezer(out / "snapshots", train.seed),
+        Freezer(out / "snapshots"),
         source_for=lambda model, layout: embedding_source(train, layout, model.name, out / "store"),
         filter_for=lambda fields: admission_for(train, fields),
         truth=opened.truth,
