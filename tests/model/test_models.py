@@ -196,7 +196,7 @@ def test_fnn_hands_over_to_its_dnn_once_the_dnn_scores_better() -> None:
         fm = model(rows, batch)
         shadow = model.auxiliary_loss(labels)
         assert shadow is not None and shadow.requires_grad
-        fm_loss = torch.nn.functional.binary_cross_entropy_with_logits(fm, labels)
+        fm_loss = torch.nn.functional.binary_cross_entropy_with_logits(fm.detach(), labels)
         losses.append((float(fm_loss), float(shadow.detach())))
     # The DNN's output starts at the bias, the FM's at the bias plus large terms.
     assert not model.pretraining
