@@ -196,8 +196,8 @@ class OnlineTrainer:
         p = self.layout.params
         bound = self.config.max_logit_step > 0 and self.layout.vectors > 0
         # The bound is judged on a sample of the batch: two forwards of it are cheap.
-        sample = first_examples(sparse, BOUND_SAMPLE)
-        before = self._logits(rows[:, :p], sample) if bound else None
+        sample = first_examples(sparse, BOUND_SAMPLE) if bound else None
+        before = self._logits(rows[:, :p], sample) if sample is not None else None
         if not self.model.training:
             self.model.train()
         # The leaf shares the rows' memory: nothing writes to either before backward.
@@ -215,9 +215,9 @@ class OnlineTrainer:
             assert params.grad is not None
             # Sparse optimizers take the gradient of the summed loss (per-example semantics).
             grad = params.grad.mul_(batch.batch_size)
-            old = rows[:, :p].clone() if before is not None else None
+            old = rows[:, :p].clone() if bound else None
             self.layout.optimizer.step(rows[:, :p], rows[:, p:], grad)
-            if before is not None and old is not None:
+            if sample is not None and before is not None and old is not None:
                 self._bound_row_step(before, old, rows[:, :p], sample)
         self.source.update(unique, rows)
         self.examples_seen += batch.batch_size

@@ -184,8 +184,8 @@ class FNN(CTRModel):
     global bias, which pre-training has already brought to the base rate.
 
     The switch: during pre-training the DNN learns beside the FM on the detached
-    field vectors (pre-training moves only the FM), both scored on each batch
-    before learning it; once the DNN's training loss, smoothed over about 20
+    field vectors (pre-training moves only the FM), both scored (without dropout)
+    on each batch before learning it; once the DNN's loss, smoothed over about 20
     batches, is below the FM's, it takes over, whatever the log's length. At the
     latest it does after `fnn_pretrain_examples`."""
 
@@ -204,8 +204,8 @@ class FNN(CTRModel):
         self.register_buffer("batches", torch.zeros((), dtype=torch.int64))
         self.register_buffer("losses", torch.zeros(2))  # smoothed: FM, DNN
         self.register_buffer("switched", torch.zeros((), dtype=torch.bool))
-        self._shadow: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._scored = torch.zeros(0)
+        # The last training forward's FM logits, DNN logits, and DNN logits without dropout.
+        self._shadow: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @property
     def pretraining(self) -> bool:
@@ -222,23 +222,26 @@ class FNN(CTRModel):
         fm = self.bias + linear_term(w, batch) + fm_interaction(pooled(v, batch))
         if self.training:
             z = pooled(rows.detach(), batch).flatten(1)
-            self._shadow = (fm.detach(), self.bias.detach() + self.dnn(z))
             with torch.no_grad():
-                # Scored as it would predict: without dropout.
                 self.dnn.eval()
-                self._scored = self.bias + self.dnn(z)
+                scored = self.bias + self.dnn(z)
                 self.dnn.train()
+            self._shadow = (fm.detach(), self.bias.detach() + self.dnn(z), scored)
         return fm
 
     def auxiliary_loss(self, labels: torch.Tensor) -> torch.Tensor | None:
         if self._shadow is None:
             return None
-        fm, dnn = self._shadow
+        fm, dnn, scored = self._shadow
         self._shadow = None
         dnn_loss = F.binary_cross_entropy_with_logits(dnn, labels)
         with torch.no_grad():
-            scored = F.binary_cross_entropy_with_logits(self._scored, labels)
-            now = torch.stack([F.binary_cross_entropy_with_logits(fm, labels), scored])
+            now = torch.stack(
+                [
+                    F.binary_cross_entropy_with_logits(fm, labels),
+                    F.binary_cross_entropy_with_logits(scored, labels),
+                ]
+            )
             if int(self.batches) == 0:
                 self.losses.copy_(now)
             self.losses.lerp_(now, self.SMOOTHING)
