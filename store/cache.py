@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from store.errors import StoreError
-from store.row_store import Eviction, RowStore, record_dtype
+from store.row_store import Eviction, RowStore, absent_records
 
 Initializer = Callable[[np.ndarray], np.ndarray]
 
@@ -51,6 +51,16 @@ class SlotIndex(Protocol):
         """Raises the capacity, keeping every entry."""
         ...
 
+
+# Per-slot bookkeeping beside the slab: name, dtype, value of an empty slot.
+_PER_SLOT = (
+    ("_id_at", np.int64, 0),
+    ("_used", np.bool_, 0),
+    ("_dirty", np.bool_, 0),
+    ("_referenced", np.bool_, 0),
+    ("_count", np.int64, 0),
+    ("_seen", np.int64, -1),
+)
 
 # The cache starts this small and doubles up to its capacity, so that a small run
 # (or a snapshot read by few requests) holds what it uses, not the capacity.
@@ -81,12 +91,14 @@ class CachedEmbeddings:
         start = max(1, min(capacity, initial_rows))
         self._slab = torch.zeros((start, store.width), dtype=torch.float32, device=self._device)
         self._slot_of = slot_index(start)
-        self._id_at = np.zeros(start, dtype=np.int64)
-        self._used = np.zeros(start, dtype=bool)
-        self._dirty = np.zeros(start, dtype=bool)
-        self._referenced = np.zeros(start, dtype=bool)
-        self._count = np.zeros(start, dtype=np.int64)
-        self._seen = np.full(start, -1, dtype=np.int64)
+        self._id_at: np.ndarray
+        self._used: np.ndarray
+        self._dirty: np.ndarray
+        self._referenced: np.ndarray
+        self._count: np.ndarray
+        self._seen: np.ndarray
+        for name, dtype, empty in _PER_SLOT:
+            setattr(self, name, np.full(start, empty, dtype=dtype))
         self._now = -1
         self._hand = 0
         # While the store started empty and no row has left the cache, every stored
@@ -178,7 +190,7 @@ class CachedEmbeddings:
         twin.store, twin._cache_reads = snapshot, True
         twin._slab = self._slab.clone()
         twin._slot_of = copy.deepcopy(self._slot_of)
-        for name in ("_id_at", "_used", "_dirty", "_referenced", "_count", "_seen"):
+        for name, _, _ in _PER_SLOT:
             setattr(twin, name, getattr(self, name).copy())
         twin._written_back, twin._last = {}, None
         twin.hits = twin.misses = 0
@@ -208,9 +220,7 @@ class CachedEmbeddings:
     def _read(self, keys: np.ndarray, take: bool) -> tuple[np.ndarray, np.ndarray]:
         """Records from the write-back buffer, else the store, else initial; and which existed."""
         if self._holds_all:
-            records = np.zeros(len(keys), dtype=record_dtype(self.store.width))
-            records["seen"] = -1
-            found = np.zeros(len(keys), dtype=bool)
+            records, found = absent_records(len(keys), self.store.width)
         else:
             records, found = self.store.get_records(keys)
         for i, key in enumerate(keys.tolist()):
@@ -259,15 +269,10 @@ class CachedEmbeddings:
         slab[:old] = self._slab
         self._slab = slab
 
-        def grown(a: np.ndarray, fill: int) -> np.ndarray:
-            out = np.full(size, fill, dtype=a.dtype)
-            out[:old] = a
-            return out
-
-        self._id_at, self._count = grown(self._id_at, 0), grown(self._count, 0)
-        self._seen = grown(self._seen, -1)
-        self._used, self._dirty = grown(self._used, 0), grown(self._dirty, 0)
-        self._referenced = grown(self._referenced, 0)
+        for name, dtype, empty in _PER_SLOT:
+            grown = np.full(size, empty, dtype=dtype)
+            grown[:old] = getattr(self, name)
+            setattr(self, name, grown)
         self._slot_of.grow(size)
 
     def _clock(self, n: int, protect: np.ndarray) -> np.ndarray:
@@ -287,7 +292,7 @@ class CachedEmbeddings:
             passed = order[: int(np.flatnonzero(order == chosen[-1])[0]) + 1]
             self._referenced[passed[open_[: len(passed)]]] = False
         self._hand = int((chosen[-1] + 1) % len(self._used))
-        return chosen
+        return np.asarray(chosen, dtype=np.int64)
 
     def _evict(self, slots: np.ndarray) -> None:
         self._holds_all = False

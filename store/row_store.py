@@ -55,6 +55,13 @@ def row_keys(ids: np.ndarray) -> list[bytes]:
     return [ROW + raw[i : i + 8] for i in range(0, len(raw), 8)]
 
 
+def absent_records(n: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """`n` records of ids the store does not hold (zeros, never seen), and found = False."""
+    records = np.zeros(n, dtype=record_dtype(width))
+    records["seen"] = -1
+    return records, np.zeros(n, dtype=bool)
+
+
 class RowStore:
     """Rows of one width in one RocksDB directory (read-write, or read-only for snapshots)."""
 
@@ -103,9 +110,8 @@ class RowStore:
             values: list[bytes | None] = cast(Any, self._db)[row_keys(ids)]
         except Exception as exc:
             raise StoreError(f"reading {len(ids)} rows from {self.path} failed: {exc}") from exc
+        records, _ = absent_records(len(ids), self.width)
         found = np.array([v is not None for v in values], dtype=bool)
-        records = np.zeros(len(ids), dtype=record_dtype(self.width))
-        records["seen"] = -1
         if found.any():
             packed = b"".join(v for v in values if v is not None)
             records[found] = np.frombuffer(packed, dtype=record_dtype(self.width))
