@@ -3,6 +3,8 @@ relu and the dropout of a hidden layer in one compiled pass."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -83,3 +85,12 @@ class KeepDropout(nn.Module):
         mask = self.mask(h.shape, h.device)
         if mask is not None:
             h.mul_(mask)
+
+    def rng_state(self) -> dict[str, Any]:
+        """Where this layer's masks stand (CPU and device generators), for a checkpoint:
+        a resumed trainer draws the masks an uninterrupted one would have."""
+        return {"numpy": self._rng.bit_generator.state, "torch": self.generator.get_state()}
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        self._rng.bit_generator.state = state["numpy"]
+        self.generator.set_state(state["torch"])

@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from model.dense_optim import dense_optimizer
+from model.dropout import KeepDropout
 from model.embeddings import EmbeddingSource, InMemoryEmbeddings
 from model.errors import ModelError
 from model.features import EncodedBatch
@@ -137,6 +138,29 @@ class OnlineTrainer:
     def bounded_steps(self) -> int:
         """Steps whose row update `max_logit_step` scaled down."""
         return int(self._bounded)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything dense a resumed trainer needs (the rows live in its source): the
+        model's weights and buffers, Adam's state, the examples seen. Tensors and plain
+        values only, for `torch.load(weights_only=True)`."""
+        return {
+            "model": self.model.state_dict(),
+            "dense_optimizer": self.dense_optimizer.state_dict(),
+            "examples_seen": self.examples_seen,
+            "bounded_steps": self.bounded_steps,
+            "dropout": [m.rng_state() for m in self._dropouts()],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.dense_optimizer.load_state_dict(state["dense_optimizer"])
+        self.examples_seen = int(state["examples_seen"])
+        self._bounded.fill_(int(state["bounded_steps"]))
+        for layer, rng in zip(self._dropouts(), state["dropout"], strict=True):
+            layer.set_rng_state(rng)
+
+    def _dropouts(self) -> list[KeepDropout]:
+        return [m for m in self.model.modules() if isinstance(m, KeepDropout)]
 
     def _gather(
         self, batch: EncodedBatch, create: bool

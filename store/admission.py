@@ -32,6 +32,18 @@ class CountMinSketch:
         for row in range(self.depth):
             np.add.at(self._table[row], cells[row], 1)
 
+    def state(self) -> np.ndarray:
+        """The counters, to checkpoint beside the rows they admitted."""
+        return self._table
+
+    def restore(self, table: np.ndarray) -> None:
+        if table.shape != self._table.shape:
+            raise ValueError(
+                f"a sketch of {table.shape[0]}x{table.shape[1]} counters cannot restore one "
+                f"of {self.depth}x{self.width}"
+            )
+        self._table[...] = table
+
     def estimate(self, ids: np.ndarray) -> np.ndarray:
         cells = self._cells(ids)
         return np.asarray(np.min(self._table[np.arange(self.depth)[:, None], cells], axis=0))

@@ -133,11 +133,12 @@ class CachedEmbeddings:
         missing = slots < 0
         self.hits += int((~missing).sum())
         self.misses += int(missing.sum())
-        if not create and missing.any() and not self._cache_reads:
+        self._referenced[slots[~missing]] = True
+        if not create and missing.any():
             return self._peek(keys, slots, missing)
         if missing.any():
-            slots[missing] = self._load(keys[missing], slots[~missing], persist_new=create)
-        self._referenced[slots] = True
+            slots[missing] = self._load(keys[missing], slots[~missing])
+            self._referenced[slots[missing]] = True
         if create:
             self._count[slots] += 1
             self._seen[slots] = self._now
@@ -159,8 +160,11 @@ class CachedEmbeddings:
         self._slab.index_copy_(0, index, rows.to(self._device, torch.float32))
         self._dirty[index.cpu().numpy()] = True
 
-    def flush(self, position: Mapping[str, Any] | None = None) -> int:
-        """Writes every changed row and `position` atomically; returns the rows written."""
+    def flush(
+        self, position: Mapping[str, Any] | None = None, extras: Mapping[str, bytes] | None = None
+    ) -> int:
+        """Writes every changed row, `position` and the writer's `extras` (`RowStore.write`)
+        atomically; returns the rows written."""
         dirty = np.flatnonzero(self._dirty)
         ids = [self._id_at[dirty]]
         rows = [self._slab[torch.from_numpy(dirty).to(self._device)].cpu().numpy()]
@@ -173,7 +177,12 @@ class CachedEmbeddings:
             seen.append(np.array([p[2] for p in pending], dtype=np.int64))
         all_ids = np.concatenate(ids)
         self.store.write(
-            all_ids, np.concatenate(rows), position, np.concatenate(counts), np.concatenate(seen)
+            all_ids,
+            np.concatenate(rows),
+            position,
+            np.concatenate(counts),
+            np.concatenate(seen),
+            extras=extras,
         )
         self._dirty[:] = False
         self._written_back.clear()
@@ -211,10 +220,15 @@ class CachedEmbeddings:
         return eviction
 
     def _peek(self, keys: np.ndarray, slots: np.ndarray, missing: np.ndarray) -> torch.Tensor:
-        """Rows for scoring: absent ones are read or initialized but never cached or stored."""
+        """Rows for scoring: absent ones are read or initialized but never stored. With
+        `cache_reads` the rows read from the store are cached; initialized ones never
+        are (they are recomputed on demand), so unseen ids do not fill the cache."""
         rows = np.empty((len(keys), self.store.width), dtype=np.float32)
         rows[~missing] = self._slab[torch.from_numpy(slots[~missing])].cpu().numpy()
-        rows[missing] = self._read(keys[missing], take=False)[0]["row"]
+        records, found = self._read(keys[missing], take=False)
+        rows[missing] = records["row"]
+        if self._cache_reads and found.any():
+            self._place(keys[missing][found], records[found], slots[~missing], dirty=False)
         return torch.from_numpy(rows).to(self._device)
 
     def _read(self, keys: np.ndarray, take: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -232,8 +246,15 @@ class CachedEmbeddings:
             records["row"][~found] = self._init(keys[~found])
         return records, found
 
-    def _load(self, keys: np.ndarray, protect: np.ndarray, persist_new: bool) -> np.ndarray:
+    def _load(self, keys: np.ndarray, protect: np.ndarray) -> np.ndarray:
         records, found = self._read(keys, take=True)
+        # A row new to the store is dirty from the start: flush must persist it.
+        return self._place(keys, records, protect, dirty=~found)
+
+    def _place(
+        self, keys: np.ndarray, records: np.ndarray, protect: np.ndarray, dirty: Any
+    ) -> np.ndarray:
+        """Puts absent `keys` with their records into free or evicted slots; their slots."""
         rows = np.ascontiguousarray(records["row"])
         slots = self._free_slots(len(keys), protect)
         self._slab[torch.from_numpy(slots).to(self._device)] = torch.from_numpy(rows).to(
@@ -243,9 +264,7 @@ class CachedEmbeddings:
         self._count[slots] = records["count"]
         self._seen[slots] = records["seen"]
         self._used[slots] = True
-        # A row new to the store is dirty from the start: flush must persist it. A row
-        # only read for scoring is not: it is its initial value, recomputed on demand.
-        self._dirty[slots] = ~found if persist_new else False
+        self._dirty[slots] = dirty
         self._slot_of.put(keys, slots)
         return slots
 

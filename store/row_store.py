@@ -4,8 +4,10 @@ Keys are a one-byte table prefix and the id as a big-endian u64; a row's
 weights, its optimizer state and its metadata (occurrence count, last-seen
 event time, -1 when unknown) are one value, and `write` puts every row of a
 step and the input position in one WriteBatch, so a crash leaves rows that all
-belong to one recorded position. The row width is recorded on creation and
-checked on every open.
+belong to one recorded position. Each batch also appends the ids it wrote or
+deleted, packed into one value, to a change log that a checkpoint clears: what
+the next delta must carry. The row width is recorded on creation and checked on
+every open.
 """
 
 from __future__ import annotations
@@ -25,10 +27,14 @@ from store.errors import StoreError, StoreFullError, StoreLockedError, StoreSche
 from store.rocksdb_options import RocksOptions
 
 ROW = b"r"
-CHANGED = b"d"  # ids written or deleted since the last checkpoint: what a delta must carry
+# Change log: CHANGED + a big-endian u64 sequence -> the packed int64 ids one batch
+# wrote or deleted. One entry per batch, not per id: a put per row is what a flush costs.
+CHANGED = b"d"
+_CHANGED_END = CHANGED + b"\xff" * 9
 _META = b"m:meta"
 _POSITION = b"m:position"
-FORMAT = 2
+_EXTRA = b"m:x:"  # + a name: state a writer keeps beside its rows (dense weights...)
+FORMAT = 3
 _BATCH = 100_000
 _STALL_POLL_S = 0.005
 # A stall during which RocksDB keeps reporting background errors (a flush that keeps
@@ -82,6 +88,21 @@ class RowStore:
             write_options.no_slowdown = True
             self._db.set_write_options(write_options)
         self._check_schema()
+        self._next_change = self._last_change() + 1
+
+    def _last_change(self) -> int:
+        keys: Iterator[bytes] = cast(Any, self._db).keys(backwards=True, from_key=_CHANGED_END)
+        last = next(iter(keys), b"")
+        return int.from_bytes(last[1:], "big") if last[:1] == CHANGED else -1
+
+    def _change_entry(self, ids: list[np.ndarray]) -> list[tuple[bytes, bytes]]:
+        """The change-log entry of one batch that writes or deletes `ids` (none if empty)."""
+        packed = b"".join(np.ascontiguousarray(i, dtype="<i8").tobytes() for i in ids)
+        if not packed:
+            return []
+        key = CHANGED + self._next_change.to_bytes(8, "big")
+        self._next_change += 1
+        return [(key, packed)]
 
     def _check_schema(self) -> None:
         raw = self._db.get(_META)
@@ -125,9 +146,11 @@ class RowStore:
         counts: np.ndarray | None = None,
         seen: np.ndarray | None = None,
         deleted: np.ndarray | None = None,
+        extras: Mapping[str, bytes] | None = None,
     ) -> None:
         """Puts every row (with its count and last-seen time, if known), deletes the
-        `deleted` ids and records the input position they reflect, in one atomic batch."""
+        `deleted` ids, and records the input position they reflect and the writer's
+        `extras` (name -> bytes, read back with `extra`), in one atomic batch."""
         if rows.shape != (len(ids), self.width):
             raise StoreError(
                 f"rows of shape {rows.shape} do not fit {len(ids)} ids of width {self.width} "
@@ -142,9 +165,10 @@ class RowStore:
         keys = row_keys(ids)
         puts = [(key, data[i * step : (i + 1) * step]) for i, key in enumerate(keys)]
         gone = row_keys(deleted) if deleted is not None else []
-        puts += [(CHANGED + key[1:], b"") for key in keys + gone]
+        puts += self._change_entry([ids] if deleted is None else [ids, deleted])
         if position is not None:
             puts.append((_POSITION, json.dumps(dict(position), sort_keys=True).encode()))
+        puts += [(_EXTRA + name.encode(), value) for name, value in (extras or {}).items()]
         try:
             self._apply(puts, gone)
         except Exception as exc:
@@ -160,11 +184,16 @@ class RowStore:
         raw = self._db.get(_POSITION)
         return None if raw is None else dict(json.loads(raw))
 
+    def extra(self, name: str) -> bytes | None:
+        """What the last write that named `name` in its extras stored under it."""
+        value: bytes | None = self._db.get(_EXTRA + name.encode())
+        return value
+
     def changed_ids(self) -> np.ndarray:
-        """Ids written since the last checkpoint, in key order."""
-        keys: Iterator[bytes] = cast(Any, self._db).keys(from_key=CHANGED)
-        raw = b"".join(k[1:] for k in itertools.takewhile(lambda k: k[:1] == CHANGED, keys))
-        return np.frombuffer(raw, dtype=">u8").astype(np.uint64).view(np.int64)
+        """Ids written or deleted since the last checkpoint, distinct and sorted."""
+        items: Iterator[tuple[bytes, bytes]] = cast(Any, self._db).items(from_key=CHANGED)
+        logged = itertools.takewhile(lambda kv: kv[0][:1] == CHANGED, items)
+        return np.unique(np.frombuffer(b"".join(v for _, v in logged), dtype="<i8"))
 
     def evict(self, expire_before: int | None, max_rows: int | None) -> Eviction:
         """Deletes rows last seen before `expire_before` (event time), then the least
@@ -184,9 +213,9 @@ class RowStore:
             n_trimmed = len(victims)
         doomed = ids[drop]
         for start in range(0, len(doomed), _BATCH):
-            keys = row_keys(doomed[start : start + _BATCH])
+            chunk = doomed[start : start + _BATCH]
             try:
-                self._apply([(CHANGED + key[1:], b"") for key in keys], keys)
+                self._apply(self._change_entry([chunk]), row_keys(chunk))
             except Exception as exc:
                 raise StoreError(f"deleting evicted rows from {self.path} failed: {exc}") from exc
         return Eviction(n_expired, n_trimmed, doomed, len(ids) - len(doomed))
@@ -211,6 +240,17 @@ class RowStore:
         keys: Iterator[bytes] = cast(Any, self._db).keys(from_key=ROW)
         return any(k.startswith(ROW) for k in itertools.islice(keys, 1))
 
+    def memory(self) -> dict[str, int]:
+        """RocksDB's memory in bytes: the block cache (shared by every store opened with
+        the same `RocksOptions`: its usage and capacity are theirs together) and this
+        store's memtables."""
+        db = self._db
+        return {
+            "block_cache_bytes": int(db.property_int_value("rocksdb.block-cache-usage") or 0),
+            "block_cache_capacity": int(db.property_int_value("rocksdb.block-cache-capacity") or 0),
+            "memtable_bytes": int(db.property_int_value("rocksdb.cur-size-all-mem-tables") or 0),
+        }
+
     def checkpoint(self, dest: Path) -> None:
         """A consistent copy (hard links) of everything written so far, at `dest`."""
         if dest.exists():
@@ -218,7 +258,7 @@ class RowStore:
         try:
             Checkpoint(self._db).create_checkpoint(str(dest))
             # The next delta starts here; no write can come between (one writer).
-            self._apply([], [], (CHANGED, CHANGED[:-1] + bytes([CHANGED[-1] + 1])))
+            self._apply([], [], (CHANGED, _CHANGED_END))
         except Exception as exc:
             raise StoreError(f"checkpointing {self.path} into {dest} failed: {exc}") from exc
 
@@ -273,7 +313,10 @@ def _open(path: Path, options: Options, read_only: bool) -> Rdict:
         raise StoreError(f"no store at {path}")
     access = AccessType.read_only() if read_only else AccessType.read_write()
     try:
-        return Rdict(str(path), options=options, access_type=access)
+        # Named explicitly: a read-only open otherwise gives the column family RocksDB's
+        # defaults (its own block cache, no Bloom filter) instead of `options`.
+        families = {"default": options}
+        return Rdict(str(path), options=options, column_families=families, access_type=access)
     except Exception as exc:
         text = str(exc)
         if "lock" in text.lower():

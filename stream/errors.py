@@ -22,6 +22,9 @@ DEAD_LETTER_REASONS = {
         "the record's broker timestamp, or that far from the partition's newest event time"
     ),
     "undecodable": "anything else that stopped the record from decoding",
+    "unknown_format": "the fmstream.format header names a format this version cannot read",
+    "not_array": "an example batch's value is JSON but not an array",
+    "schema_mismatch": "a feature value does not fit its field's kind in the trainer's schema",
 }
 
 
@@ -32,9 +35,11 @@ class RecordError(StreamError):
     header); the message says what was wrong in words an operator can act on.
     """
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, value: bytes | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        # The bad part alone, where the record held more (one event of a batch).
+        self.value = value
 
 
 class BrokerError(StreamError):

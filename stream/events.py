@@ -10,7 +10,7 @@ relies on and raises `RecordError` with a stable reason code otherwise.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,6 +23,10 @@ Features = Mapping[str, FeatureValue]
 T = TypeVar("T")
 
 DEFAULT_MAX_RECORD_BYTES = 64 * 1024
+DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024
+# A record whose value is not one event names its format in this header.
+FORMAT_HEADER = "fmstream.format"
+LABELED_BATCH_V1 = b"labeled-batch/1"
 DAY_MS = 86_400_000
 EARLIEST_TS = 946_684_800_000  # 2000-01-01: anything older is a unit or clock mistake
 LATEST_TS = 4_102_444_800_000  # 2100-01-01
@@ -71,15 +75,59 @@ def encode_click(click: Click) -> bytes:
 
 
 def encode_labeled(ev: LabeledEvent) -> bytes:
-    return dumps(
-        {
-            "id": ev.id,
-            "ts": ev.ts,
-            "label": ev.label,
-            "click_ts": ev.click_ts,
-            "features": ev.features,
-        }
-    )
+    return dumps(_labeled_object(ev))
+
+
+def encode_labeled_batch(events: list[LabeledEvent]) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """An example batch: many labeled events in one record, and the header naming its
+    format (DESIGN.md: why example batches)."""
+    value = dumps([_labeled_object(ev) for ev in events])
+    return value, [(FORMAT_HEADER, LABELED_BATCH_V1)]
+
+
+def _labeled_object(ev: LabeledEvent) -> dict[str, Any]:
+    return {
+        "id": ev.id,
+        "ts": ev.ts,
+        "label": ev.label,
+        "click_ts": ev.click_ts,
+        "features": ev.features,
+    }
+
+
+def decode_labeled_record(
+    raw: bytes | None,
+    headers: Sequence[tuple[str, bytes]] | None,
+    max_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+) -> list[LabeledEvent | RecordError]:
+    """The events of a `labeled` record in order: one for a plain labeled event, many
+    for an example batch. A bad event inside a batch is its own RecordError, in its
+    place (its index is where it stood); a record that is bad as a whole raises one."""
+    kind = dict(headers or ()).get(FORMAT_HEADER)
+    if kind is None:
+        return [decode_labeled(raw, max_bytes)]
+    if kind != LABELED_BATCH_V1:
+        raise RecordError(
+            "unknown_format",
+            f"{FORMAT_HEADER} is {_short(kind)}; this version reads "
+            f"{LABELED_BATCH_V1.decode()} and plain labeled events",
+        )
+    items = _load_json(raw, max_bytes)
+    if not isinstance(items, list):
+        raise RecordError("not_array", f"a batch is a JSON array, got {type(items).__name__}")
+    return [_batched(item) for item in items]
+
+
+def _batched(item: Any) -> LabeledEvent | RecordError:
+    try:
+        if not isinstance(item, dict):
+            raise RecordError("not_object", f"expected a JSON object, got {type(item).__name__}")
+        return _labeled(item)
+    except Exception as exc:
+        error = exc if isinstance(exc, RecordError) else None
+        error = error or RecordError("undecodable", f"{type(exc).__name__}: {exc}")
+        error.value = dumps(item)
+        return error
 
 
 def decode_impression(raw: bytes | None, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Impression:
@@ -133,15 +181,19 @@ def _labeled(obj: dict[str, Any]) -> LabeledEvent:
     return LabeledEvent(_id(obj), _ts(obj, "ts"), label, click_ts, _features(obj))
 
 
-def _load_object(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
+def _load_json(raw: bytes | None, max_bytes: int) -> Any:
     if raw is None:
         raise RecordError("null_value", "the record has no value (a null value, a tombstone)")
     if len(raw) > max_bytes:
         raise RecordError("oversize", f"record is {len(raw)} bytes, the limit is {max_bytes}")
     try:
-        obj = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise RecordError("invalid_json", f"not valid UTF-8 JSON: {exc}") from exc
+
+
+def _load_object(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
+    obj = _load_json(raw, max_bytes)
     if not isinstance(obj, dict):
         raise RecordError("not_object", f"expected a JSON object, got {type(obj).__name__}")
     return obj

@@ -47,6 +47,11 @@ OPTIONS: list[Option] = [
     Option("bench.repeat", "--repeat", "runs to take the median of"),
     Option("bench.replay_rows", "--replay-rows", "replay: rows of the Criteo-format log"),
     Option("bench.replay_models", "--replay-models", "replay: comma-separated models"),
+    Option(
+        "bench.replay_small_cache_rows",
+        "--replay-small-cache-rows",
+        "replay: the row cache of the bounded-memory run (below the log's ids)",
+    ),
     Option("bench.quality_seeds", "--seeds", "quality: seeds per log (FMSTREAM_TRAIN_* apply)"),
     Option("topics.partitions", "--partitions", "join: partitions of the benchmark's topics"),
     Option("bench.models", "--bench-models", "train: comma-separated models"),
@@ -162,7 +167,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         events, _ = criteo_like_events(50_000)
         result = {"benchmark": "encode", **bench_encode(events, repeat=repeat)}
     elif args.what == "replay":
-        result = bench_replay(cfg.replay_rows, cfg.replay_models)
+        result = bench_replay(cfg.replay_rows, cfg.replay_models, cfg.replay_small_cache_rows)
     elif args.what == "quality":
         result = bench_quality(cfg.quality_seeds)
     elif args.what == "join":

@@ -6,12 +6,10 @@ import argparse
 import logging
 import time
 
-from prometheus_client import CollectorRegistry, start_http_server
-
 from deploy.apps.join.clients import open_daemon
 from deploy.apps.join.metrics import JoinMetrics
 from deploy.commands.common import KAFKA
-from deploy.runtime.errors import DeployError
+from deploy.runtime.metrics_server import serve_metrics
 from deploy.runtime.signals import stop_on_signals
 from deploy.settings.resolve import Option
 from deploy.settings.tables import Settings
@@ -65,12 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(settings: Settings, args: argparse.Namespace) -> int:
     cfg = settings.join_daemon
     options = settings.kafka.client_options()
-    registry = CollectorRegistry()
-    if cfg.metrics_port:
-        try:
-            start_http_server(cfg.metrics_port, registry=registry)
-        except OSError as exc:
-            raise DeployError(f"cannot serve metrics on port {cfg.metrics_port}: {exc}") from exc
+    registry = serve_metrics(cfg.metrics_port)
     with stop_on_signals() as stop:
         metrics = JoinMetrics(registry)
         daemon = open_daemon(options, settings.topics, settings.join, cfg, metrics, time.time)

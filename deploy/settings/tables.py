@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.runtime.errors import ConfigError
-from deploy.settings.train import HOUR_MS, TrainSettings
+from deploy.settings.train import HOUR_MS, TrainDaemonSettings, TrainSettings
 from model.zoo import PAPER_NAMES
 from stream.join.core import JoinConfig
 from stream.kafka.options import ClientOptions
@@ -224,6 +224,7 @@ class BenchSettings:
     batch_unique_ids: int = 60_000
     replay_rows: int = 1_000_000
     replay_models: str = "deepfm"
+    replay_small_cache_rows: int = 100_000
     quality_seeds: int = 3
 
 
@@ -239,6 +240,7 @@ class Settings:
     join_daemon: JoinDaemonSettings
     replay: ReplaySettings
     train: TrainSettings
+    train_daemon: TrainDaemonSettings
     bench: BenchSettings
 
 
@@ -252,6 +254,6 @@ SECTIONS: dict[str, tuple[tuple[str, type], ...]] = {
     "simulate": (("simulate", SimulationConfig), ("simulate_output", SimulateOutput)),
     "join": (("join", JoinConfig), ("join_daemon", JoinDaemonSettings)),
     "replay": (("replay", ReplaySettings),),
-    "train": (("train", TrainSettings),),
+    "train": (("train", TrainSettings), ("train_daemon", TrainDaemonSettings)),
     "bench": (("bench", BenchSettings),),
 }

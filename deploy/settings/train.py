@@ -141,18 +141,19 @@ class TrainSettings:
         return [m.strip() for m in self.models.split(",") if m.strip()]
 
     def model_configs(self) -> list[ModelConfig]:
+        return [self.model_config(name) for name in self.model_names()]
+
+    def model_config(self, name: str) -> ModelConfig:
+        """Model `name` with this table's hyper-parameters."""
         try:
-            return [
-                ModelConfig(
-                    name=name,
-                    k=self.k,
-                    hidden_layers=self.hidden_layers,
-                    neurons=self.neurons,
-                    shape=self.shape,  # type: ignore[arg-type]
-                    dropout_keep=self.dropout_keep,
-                )
-                for name in self.model_names()
-            ]
+            return ModelConfig(
+                name=name,
+                k=self.k,
+                hidden_layers=self.hidden_layers,
+                neurons=self.neurons,
+                shape=self.shape,  # type: ignore[arg-type]
+                dropout_keep=self.dropout_keep,
+            )
         except ValueError as exc:
             raise ConfigError(f"invalid [train] model settings: {exc}") from exc
 
@@ -167,3 +168,35 @@ class TrainSettings:
             device=self.device,
             seed=self.seed,
         )
+
+
+@dataclass(frozen=True)
+class TrainDaemonSettings:
+    """`[train]`, the daemon's part (`fmstream train`): its model, cadence and limits."""
+
+    model: str = "deepfm"
+    max_batch_wait_ms: int = 1000
+    checkpoint_interval_s: float = 10.0
+    max_skew_hours: float = 24.0
+    progressive_window: int = 100_000
+    max_poll_records: int = 500
+    metrics_port: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_batch_wait_ms < 1 or self.checkpoint_interval_s <= 0:
+            raise ConfigError(
+                "train.max_batch_wait_ms must be >= 1 and train.checkpoint_interval_s > 0, got "
+                f"{self.max_batch_wait_ms} and {self.checkpoint_interval_s}"
+            )
+        if self.max_skew_hours <= 0 or self.progressive_window < 1 or self.max_poll_records < 1:
+            raise ConfigError(
+                "train.max_skew_hours must be > 0, train.progressive_window and "
+                f"train.max_poll_records >= 1, got {self.max_skew_hours}, "
+                f"{self.progressive_window} and {self.max_poll_records}"
+            )
+        if not 0 <= self.metrics_port < 65536:
+            raise ConfigError(f"train.metrics_port must be 0-65535, got {self.metrics_port}")
+        try:
+            canonical_name(self.model)
+        except ValueError as exc:
+            raise ConfigError(f"train.model: {exc}") from None

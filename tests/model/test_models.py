@@ -187,7 +187,8 @@ def test_fnn_hands_over_to_its_dnn_once_the_dnn_scores_better() -> None:
     config = ModelConfig(name="fnn", k=K, neurons=8)
     model = build_model(config, F, seed=0, device=torch.device("cpu"))
     batch = _batch()
-    rows = 3.0 * torch.randn(17, 1 + K)  # large vectors: an FM far from the labels
+    # Large vectors: an FM far from the labels (seeded: the global RNG is the suite's).
+    rows = 3.0 * torch.randn(17, 1 + K, generator=torch.Generator().manual_seed(0))
     labels = torch.zeros(B)
     model.train()
     losses = []

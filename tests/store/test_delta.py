@@ -78,3 +78,26 @@ def test_a_delta_of_another_width_is_refused(tmp_path: Path) -> None:
         apply_delta(other, tmp_path / "d.npz")
     store.close()
     other.close()
+
+
+def test_a_delta_carries_the_changes_of_every_session_since_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    store = RowStore(tmp_path / "live", W)
+    store.write(np.array([1, 2]), np.ones((2, W), np.float32), {"offset": 1})
+    store.checkpoint(tmp_path / "snap")
+    store.write(np.array([3, 4]), np.ones((2, W), np.float32), {"offset": 2})
+    store.close()
+    # A restarted trainer appends to the change log; it must not overwrite it.
+    store = RowStore(tmp_path / "live", W)
+    store.write(np.array([4, -5]), np.full((2, W), 2.0, np.float32), {"offset": 3})
+    assert store.changed_ids().tolist() == [-5, 3, 4]
+    assert export_delta(store, tmp_path / "delta.npz") == 3
+    store.close()
+    rebuilt = RowStore(tmp_path / "snap", W)
+    apply_delta(rebuilt, tmp_path / "delta.npz")
+    np.testing.assert_array_equal(
+        _all_rows(rebuilt, np.array([1, 3, 4, -5])),
+        [[1.0] * W, [1.0] * W, [2.0] * W, [2.0] * W],
+    )
+    rebuilt.close()

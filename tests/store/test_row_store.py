@@ -195,3 +195,23 @@ def test_a_full_disk_is_a_clear_error_and_loses_nothing_recorded(tiny_disk: Path
     assert f"the disk under {tiny_disk / 'db'} is full" in message
     assert f"still holds position {{'step': {last_good}}}" in message
     assert store.position() == {"step": last_good}
+
+
+def test_stores_of_one_process_share_one_bounded_rocksdb_budget(tmp_path: Path) -> None:
+    options = RocksOptions(block_cache_mb=4, memtables_mb=2, write_buffer_mb=1)
+    ids = np.arange(100_000, dtype=np.int64)
+    stores = [RowStore(tmp_path / f"model{i}", W, options) for i in range(3)]
+    for i, store in enumerate(stores):
+        store.write(ids, _rows(len(ids), float(i)), {"offset": i})
+        store.checkpoint(tmp_path / f"snap{i}")  # flushes the memtable into a table file
+    snapshots = [RowStore(tmp_path / f"snap{i}", W, options, read_only=True) for i in range(3)]
+    for i, store in enumerate(stores + snapshots):
+        rows, found = store.get(ids)  # 3 x 100k rows of 40 bytes: more than the budget
+        assert found.all() and rows[0, 0] == i % 3
+    usage = [s.memory() for s in stores + snapshots]
+    assert {u["block_cache_capacity"] for u in usage} == {4 << 20}
+    # One cache for all six: each reports the same usage, within the one budget.
+    assert len({u["block_cache_bytes"] for u in usage}) == 1
+    assert 0 < usage[0]["block_cache_bytes"] <= 4 << 20
+    for store in stores + snapshots:
+        store.close()

@@ -1,0 +1,69 @@
+"""The trainer's parts, opened from configuration: its store (and the position it
+resumes from), the `labeled` reader seeked there, the dead-letter producer and the
+input thread."""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+
+from deploy.apps.train.checkpoint import resume_point
+from deploy.apps.train.cutter import Cutter
+from deploy.apps.train.daemon import TrainDaemon, TrainParts
+from deploy.apps.train.feed import Feed
+from deploy.apps.train.metrics import TrainMetrics
+from deploy.runtime.errors import ConfigError
+from deploy.settings.tables import Settings
+from deploy.wiring import admission_for, cached_source
+from model.features import FeatureSchema
+from model.trainer import resolve_device, row_layout
+from model.zoo import ModelConfig
+from store.admission import Admission
+from store.row_store import RowStore
+from stream.kafka.dead_letters import DeadLetterProducer
+from stream.kafka.labeled_reader import LabeledReader
+
+
+def the_model(settings: Settings) -> ModelConfig:
+    return settings.train.model_config(settings.train_daemon.model)
+
+
+def open_daemon(settings: Settings, metrics: TrainMetrics) -> TrainDaemon:
+    """A daemon over freshly opened parts; `run` it to start. On failure closes what it
+    had opened."""
+    train, cfg = settings.train, settings.train_daemon
+    if train.store_dir is None:
+        raise ConfigError("fmstream train needs --store-dir: its checkpoints live there")
+    model = the_model(settings)
+    config = train.trainer_config()
+    layout = row_layout(model, config)
+    options = settings.kafka.client_options()
+    with ExitStack() as stack:
+        store = RowStore(train.store_dir / model.name, layout.width)
+        stack.callback(store.close)
+        resumed = resume_point(store, model, config)
+        device = str(resolve_device(train.device))
+        source = cached_source(store, layout, train.seed, train.cache_rows, device)
+        reader = LabeledReader(options, settings.topics.labeled, cfg.max_poll_records)
+        stack.callback(reader.close)
+        reader.seek({p: offset for p, (offset, _) in resumed.positions.items()})
+        dead = DeadLetterProducer(options, settings.topics.dead_letter)
+        stack.callback(dead.close)
+        max_skew_ms = int(cfg.max_skew_hours * 3_600_000)
+        cutter = Cutter(resumed.positions, max_skew_ms, dead, settings.topics.labeled)
+        feed = Feed(
+            reader,
+            cutter,
+            resumed.schema,
+            train.batch_size,
+            cfg.max_batch_wait_ms / 1000,
+            time.monotonic,
+        )
+        parts = TrainParts(feed, source, reader, dead)
+
+        def admission(schema: FeatureSchema) -> Admission | None:
+            return admission_for(train, schema.fields)
+
+        daemon = TrainDaemon(parts, model, config, cfg, metrics, time.monotonic, resumed, admission)
+        stack.pop_all()
+    return daemon

@@ -1,0 +1,176 @@
+"""The trainer daemon: `labeled` in, a continuously trained model in its store.
+
+Per batch: score it (progressive validation), learn it, move the position to
+the batch's end. Between two steps, every `checkpoint_interval_s`, one atomic
+write stores everything learned with that position (`checkpoint.save`); a
+restart resumes from it, so no labeled event is learned twice or skipped. A
+stop request finishes the step in hand, checkpoints and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from deploy.apps.train import checkpoint
+from deploy.apps.train.checkpoint import Resumed
+from deploy.apps.train.cutter import Positions
+from deploy.apps.train.feed import Batch, Feed
+from deploy.apps.train.metrics import Progressive, TrainMetrics
+from deploy.batch.learners import progressive_step
+from deploy.runtime.signals import StopRequested
+from deploy.settings.train import TrainDaemonSettings
+from model.features import FeatureSchema
+from model.trainer import OnlineTrainer, TrainerConfig
+from model.zoo import ModelConfig
+from store.admission import Admission
+from store.cache import CachedEmbeddings
+
+log = logging.getLogger(__name__)
+_TAKE_S = 0.2
+
+
+class Closes(Protocol):
+    def close(self) -> None: ...
+
+
+class DeadLetterSink(Closes, Protocol):
+    def flush(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class TrainParts:
+    """What a daemon is built from (`deploy.apps.train.clients.open_parts`); the daemon
+    closes them when it stops."""
+
+    feed: Feed
+    source: CachedEmbeddings
+    reader: Closes
+    dead_letters: DeadLetterSink
+
+
+AdmissionFor = Callable[[FeatureSchema], Admission | None]
+
+
+class TrainDaemon:
+    def __init__(
+        self,
+        parts: TrainParts,
+        model: ModelConfig,
+        config: TrainerConfig,
+        settings: TrainDaemonSettings,
+        metrics: TrainMetrics,
+        clock: Callable[[], float],
+        resumed: Resumed,
+        admission_for: AdmissionFor,
+    ) -> None:
+        self._parts = parts
+        self._model = model
+        self._config = config
+        self._settings = settings
+        self._metrics = metrics
+        self._clock = clock
+        self._admission_for = admission_for
+        self.positions: Positions = dict(resumed.positions)
+        self.schema = resumed.schema
+        self.trainer: OnlineTrainer | None = None
+        self._admission: Admission | None = None
+        self._progressive = Progressive(settings.progressive_window)
+        self._next_checkpoint = clock() + settings.checkpoint_interval_s
+        self._dirty = False
+        self._stack = ExitStack()
+        if self.schema is not None:
+            self._build(self.schema)
+            assert self.trainer is not None
+            checkpoint.restore(parts.source.store, self.trainer, self._admission)
+
+    def __enter__(self) -> TrainDaemon:
+        parts = self._parts
+        with ExitStack() as stack:
+            stack.callback(parts.source.store.close)
+            stack.callback(parts.dead_letters.close)
+            stack.callback(parts.reader.close)
+            stack.callback(parts.feed.stop)
+            parts.feed.start()
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def run(self, stop: StopRequested) -> None:
+        """Trains until `stop` is set, then checkpoints what it learned."""
+        with self:
+            while not stop.is_set():
+                batch = self._parts.feed.take(_TAKE_S)
+                if batch is not None:
+                    self.step(batch)
+                if self._clock() >= self._next_checkpoint:
+                    self.checkpoint()
+            self.checkpoint()
+
+    def step(self, batch: Batch) -> None:
+        cut = batch.cut
+        self._metrics.dead(cut.dead)
+        if batch.encoded is not None:
+            if self.trainer is None:
+                assert self._parts.feed.encoder is not None
+                self._build(self._parts.feed.encoder.schema)
+            assert self.trainer is not None
+            ts = np.fromiter((e.ts for e in cut.events), np.int64, len(cut.events))
+            probs, seconds = progressive_step(
+                self.trainer, batch.encoded, batch.labels, int(ts.max())
+            )
+            self._progressive.add(ts, batch.labels, probs)
+            self._metrics.step_seconds.observe(seconds)
+            self._metrics.steps.labels(self._model.name).inc()
+            self._metrics.examples.labels(self._model.name).inc(len(cut.events))
+        self.positions.update(cut.after)
+        self._dirty = self._dirty or bool(cut.after)
+
+    def checkpoint(self) -> None:
+        """Writes everything learned so far with the position it reflects."""
+        self._next_checkpoint = self._clock() + self._settings.checkpoint_interval_s
+        self._export()
+        if not self._dirty:
+            return
+        start = self._clock()
+        # Dead letters of events the checkpoint moves past must be durable first.
+        self._parts.dead_letters.flush()
+        learned = None
+        if self.trainer is not None and self.schema is not None:
+            learned = (self.trainer, self.schema, self._admission)
+        rows = checkpoint.save(self._parts.source, self.positions, learned)
+        self._dirty = False
+        self._metrics.checkpoint_seconds.observe(self._clock() - start)
+        self._metrics.checkpoint_rows.inc(rows)
+        log.info(
+            "checkpoint examples_seen=%d rows=%d positions=%s",
+            self.trainer.examples_seen if self.trainer is not None else 0,
+            rows,
+            self.positions,
+        )
+
+    def _build(self, schema: FeatureSchema) -> None:
+        self.schema = schema
+        self._admission = self._admission_for(schema)
+        self.trainer = OnlineTrainer(
+            self._model, len(schema.fields), self._config, self._parts.source, self._admission
+        )
+
+    def _export(self) -> None:
+        m = self._metrics
+        for partition, lag in self._parts.feed.lag.items():
+            m.lag.labels(str(partition)).set(lag)
+        source = self._parts.source
+        lookups = source.hits + source.misses
+        if lookups:
+            m.cache_hit_ratio.set(source.hits / lookups)
+        if self.trainer is not None:
+            m.bounded.labels(self._model.name).set(self.trainer.bounded_steps)
+            m.progressive(self._progressive)

@@ -1,0 +1,96 @@
+"""The trainer daemon in-process on a real broker and a real RocksDB store."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from deploy.apps.train.clients import open_daemon
+from deploy.apps.train.daemon import TrainDaemon
+from deploy.apps.train.metrics import TrainMetrics
+from deploy.local.broker import EmbeddedBroker
+from deploy.runtime.errors import ConfigError
+from deploy.runtime.signals import StopRequested
+from deploy.settings.tables import TopicSettings
+from tests.joinkit import read_all
+from tests.trainkit import LabeledProducer, labeled_events, settings_for, stored, train_args
+
+
+def _run_until(daemon: TrainDaemon, done: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    stop = StopRequested()
+    thread = threading.Thread(target=daemon.run, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert done(), f"the trainer stopped at {daemon.positions}"
+
+
+def _daemon(broker: EmbeddedBroker, topics: TopicSettings, store: Path) -> TrainDaemon:
+    args = train_args(broker.client_options, topics.labeled, topics.dead_letter, store)
+    settings = settings_for(args, topics.labeled, topics.dead_letter)
+    return open_daemon(settings, TrainMetrics(CollectorRegistry(), "deepfm"))
+
+
+def test_it_learns_both_formats_dead_letters_bad_input_and_resumes_exactly(
+    broker: EmbeddedBroker, make_topics: Callable[[int], TopicSettings], tmp_path: Path
+) -> None:
+    topics = make_topics(2)
+    options = broker.client_options
+    producer = LabeledProducer(options, topics.labeled)
+    events = labeled_events(700)
+    producer.batches(events[:300], partition=0, size=50)  # offsets 0-5
+    producer.raw(b"{not json", partition=0, ts=events[0].ts)  # offset 6
+    producer.singles(events[300:500], partition=1)  # offsets 0-199
+    producer.raw(b'{"id": "x", "ts": 1}', partition=1, ts=events[0].ts)  # offset 200
+    producer.flush()
+
+    daemon = _daemon(broker, topics, tmp_path / "store")
+    _run_until(daemon, lambda: daemon.positions == {0: (7, 0), 1: (201, 0)})
+    first = stored(tmp_path / "store")
+    assert first["examples_seen"] == 500
+    assert first["labeled"] == {"0": [7, 0], "1": [201, 0]}
+    dead = read_all(options, topics.dead_letter)
+    reasons = sorted(dict(r.headers)["fmstream.error"] for r in dead)
+    assert reasons == [b"invalid_json", b"missing_field"]
+
+    # A restart learns only what came after: 200 more, nothing again.
+    producer.batches(events[500:700], partition=0, size=64)
+    producer.flush()
+    again = _daemon(broker, topics, tmp_path / "store")
+    assert again.positions == {0: (7, 0), 1: (201, 0)}
+    assert again.trainer is not None and again.trainer.examples_seen == 500
+    _run_until(again, lambda: again.positions.get(0) == (11, 0))
+    assert stored(tmp_path / "store")["examples_seen"] == 700
+    assert len(read_all(options, topics.dead_letter)) == 2  # none dead-lettered twice
+    producer.close()
+
+
+def test_a_restart_with_another_model_shape_is_refused_naming_both(
+    broker: EmbeddedBroker, make_topics: Callable[[int], TopicSettings], tmp_path: Path
+) -> None:
+    topics = make_topics(1)
+    producer = LabeledProducer(broker.client_options, topics.labeled)
+    producer.batches(labeled_events(200), partition=0, size=100)
+    producer.flush()
+    producer.close()
+    daemon = _daemon(broker, topics, tmp_path / "store")
+    _run_until(daemon, lambda: daemon.positions == {0: (2, 0)})
+
+    args = train_args(broker.client_options, topics.labeled, topics.dead_letter, tmp_path / "store")
+    args[args.index("--hidden-layers") + 1] = "2"  # same row width, another DNN
+    settings = settings_for(args, topics.labeled, topics.dead_letter)
+    with pytest.raises(ConfigError) as refused:
+        open_daemon(settings, TrainMetrics(CollectorRegistry(), "deepfm"))
+    assert "model.hidden_layers=1" in str(refused.value)
+    assert "model.hidden_layers=2" in str(refused.value)
+    assert stored(tmp_path / "store")["examples_seen"] == 200  # and the store is untouched

@@ -1,0 +1,111 @@
+"""Helpers of the trainer tests: labeled traffic with a learnable signal, produced as
+single events and example batches; settings for a trainer; its store, read back."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaProducer
+
+from deploy.cli import build_parser
+from deploy.commands import train
+from deploy.settings.resolve import resolve
+from deploy.settings.tables import Settings
+from model.trainer import TrainerConfig, row_layout
+from model.zoo import ModelConfig
+from store.row_store import RowStore
+from stream.events import LabeledEvent, encode_labeled, encode_labeled_batch
+from stream.kafka.options import ClientOptions
+
+T0 = 1_780_000_000_000
+# Small enough for a CPU step in milliseconds; the paper's shape otherwise.
+SMALL = ("--hidden-layers", "1", "--neurons", "16", "--k", "4", "--batch-size", "64")
+
+
+def labeled_events(n: int, seed: int = 0, start: int = 0) -> list[LabeledEvent]:
+    """Events whose click depends on (user, item) pairs: learnable, not trivial."""
+    rng = random.Random(seed * 1_000_003 + start)
+    events = []
+    for i in range(start, start + n):
+        user, item = rng.randrange(40), rng.randrange(25)
+        p = 0.7 if (user + item) % 5 == 0 else 0.1
+        label = int(rng.random() < p)
+        features: dict[str, Any] = {"user": f"u{user}", "item": f"i{item}", "hour": i % 24}
+        events.append(LabeledEvent(f"e{i}", T0 + i * 100, label, None, features))
+    return events
+
+
+class LabeledProducer:
+    def __init__(self, options: ClientOptions, topic: str) -> None:
+        self._topic = topic
+        self._producer = KafkaProducer(**options.producer(acks="all"))
+
+    def singles(self, events: list[LabeledEvent], partition: int) -> None:
+        for e in events:
+            self._producer.send(
+                self._topic, value=encode_labeled(e), partition=partition, timestamp_ms=e.ts
+            )
+
+    def batches(self, events: list[LabeledEvent], partition: int, size: int) -> None:
+        for at in range(0, len(events), size):
+            chunk = events[at : at + size]
+            value, headers = encode_labeled_batch(chunk)
+            self._producer.send(
+                self._topic,
+                value=value,
+                headers=headers,
+                partition=partition,
+                timestamp_ms=chunk[-1].ts,
+            )
+
+    def raw(self, value: bytes, partition: int, ts: int) -> None:
+        self._producer.send(self._topic, value=value, partition=partition, timestamp_ms=ts)
+
+    def flush(self) -> None:
+        self._producer.flush()
+
+    def close(self) -> None:
+        self._producer.close()
+
+
+def train_args(options: ClientOptions, labeled: str, dead_letter: str, store: Path) -> list[str]:
+    """`fmstream train` flags of a small trainer on these topics."""
+    return [
+        "--bootstrap",
+        options.bootstrap_servers,
+        "--kafka-profile",
+        "local",
+        "--store-dir",
+        str(store),
+        "--device",
+        "cpu",
+        *SMALL,
+        "--max-batch-wait-ms",
+        "200",
+        "--log-level",
+        "WARNING",
+        "--checkpoint-interval-s",
+        "0.5",
+    ]
+
+
+def settings_for(args: list[str], labeled: str, dead_letter: str) -> Settings:
+    parsed = build_parser().parse_args(["train", *args])
+    env = {"FMSTREAM_TOPICS_LABELED": labeled, "FMSTREAM_TOPICS_DEAD_LETTER": dead_letter}
+    return resolve(parsed, train.OPTIONS, env, None)
+
+
+def stored(store: Path, model: str = "deepfm") -> dict[str, Any]:
+    """The store's checkpoint position, opened read-only (also beside a live trainer)."""
+    args = [*SMALL]
+    config = ModelConfig(name=model, k=int(args[args.index("--k") + 1]))
+    width = row_layout(config, TrainerConfig()).width
+    if not (store / model).exists():
+        return {}  # killed before it opened its store
+    rows = RowStore(store / model, width, read_only=True)
+    try:
+        return rows.position() or {}
+    finally:
+        rows.close()
