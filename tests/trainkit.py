@@ -24,7 +24,9 @@ T0 = 1_780_000_000_000
 SMALL = ("--hidden-layers", "1", "--neurons", "16", "--k", "4", "--batch-size", "64")
 
 
-def labeled_events(n: int, seed: int = 0, start: int = 0) -> list[LabeledEvent]:
+def labeled_events(
+    n: int, seed: int = 0, start: int = 0, flipped: bool = False
+) -> list[LabeledEvent]:
     """Events whose click depends on (user, item) pairs: learnable, not trivial."""
     rng = random.Random(seed * 1_000_003 + start)
     events = []
@@ -32,6 +34,8 @@ def labeled_events(n: int, seed: int = 0, start: int = 0) -> list[LabeledEvent]:
         user, item = rng.randrange(40), rng.randrange(25)
         p = 0.7 if (user + item) % 5 == 0 else 0.1
         label = int(rng.random() < p)
+        if flipped:
+            label = 1 - label
         features: dict[str, Any] = {"user": f"u{user}", "item": f"i{item}", "hour": i % 24}
         events.append(LabeledEvent(f"e{i}", T0 + i * 100, label, None, features))
     return events
@@ -88,6 +92,8 @@ def train_args(options: ClientOptions, labeled: str, dead_letter: str, store: Pa
         "WARNING",
         "--checkpoint-interval-s",
         "0.5",
+        "--snapshot-dir",
+        str(store.with_name(store.name + "-snapshots")),
     ]
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from apscheduler.schedulers.background import BackgroundScheduler
+
 from deploy.apps.train.clients import open_daemon, the_model
 from deploy.apps.train.metrics import TrainMetrics
 from deploy.commands.common import KAFKA, TRAIN
@@ -55,6 +57,31 @@ OPTIONS: list[Option] = [
     ),
     Option("train.max_poll_records", "--max-poll-records", "records per poll at most"),
     Option("train.metrics_port", "--metrics-port", "Prometheus metrics port (0: none)"),
+    Option(
+        "train.snapshot_dir",
+        "--snapshot-dir",
+        "where snapshots are published, one directory per model (default STORE_DIR/snapshots)",
+    ),
+    Option(
+        "train.publish_interval_s",
+        "--publish-interval-s",
+        "seconds between snapshots (0: only at event-day ends)",
+    ),
+    Option(
+        "train.gate_min_calibration",
+        "--gate-min-calibration",
+        "refuse a snapshot predicting less than this share of the interval's clicks",
+    ),
+    Option(
+        "train.gate_max_calibration",
+        "--gate-max-calibration",
+        "refuse a snapshot predicting more than this multiple of the interval's clicks",
+    ),
+    Option(
+        "train.gate_max_ne_regression",
+        "--gate-max-ne-regression",
+        "refuse a snapshot whose interval NE is this much above the last promoted ones'",
+    ),
 ]
 log = logging.getLogger(__name__)
 
@@ -75,6 +102,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             settings.train.store_dir,
             daemon.positions,
         )
-        daemon.run(stop)
+        scheduler = BackgroundScheduler(timezone="UTC")
+        if cfg.publish_interval_s:
+            scheduler.add_job(daemon.request_publish, "interval", seconds=cfg.publish_interval_s)
+        scheduler.start()
+        try:
+            daemon.run(stop)
+        finally:
+            scheduler.shutdown(wait=False)
     log.info("trainer_stopped positions=%s", daemon.positions)
     return 0

@@ -181,6 +181,11 @@ class TrainDaemonSettings:
     progressive_window: int = 100_000
     max_poll_records: int = 500
     metrics_port: int = 0
+    snapshot_dir: Path | None = None
+    publish_interval_s: float = 60.0
+    gate_min_calibration: float = 0.5
+    gate_max_calibration: float = 2.0
+    gate_max_ne_regression: float = 0.05
 
     def __post_init__(self) -> None:
         if self.max_batch_wait_ms < 1 or self.checkpoint_interval_s <= 0:
@@ -196,6 +201,16 @@ class TrainDaemonSettings:
             )
         if not 0 <= self.metrics_port < 65536:
             raise ConfigError(f"train.metrics_port must be 0-65535, got {self.metrics_port}")
+        if self.publish_interval_s < 0:
+            raise ConfigError(
+                f"train.publish_interval_s must be >= 0 (0: day ends only), got "
+                f"{self.publish_interval_s}"
+            )
+        if not 0 < self.gate_min_calibration <= 1 <= self.gate_max_calibration:
+            raise ConfigError(
+                "train.gate_min_calibration must be in (0, 1] and train.gate_max_calibration "
+                f">= 1, got {self.gate_min_calibration} and {self.gate_max_calibration}"
+            )
         try:
             canonical_name(self.model)
         except ValueError as exc:

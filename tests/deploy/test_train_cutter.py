@@ -89,3 +89,10 @@ def test_an_unknown_batch_format_is_dead_lettered_whole() -> None:
     cut = cutter.cut(10)
     assert cut.events == [] and cut.after == {0: (1, 0)}
     assert dead.sent[0][1]["fmstream.error"] == b"unknown_format"
+
+
+def test_a_resumed_cutter_judges_skew_from_the_newest_event_learned_before() -> None:
+    dead = Dead()
+    cutter = Cutter({0: (5, 0)}, HOUR, dead, "labeled", newest_ts=T0)
+    cutter.add(_single(0, 5, _event(0, T0 - 2 * HOUR)))
+    assert cutter.cut(10).dead == {"ts_out_of_range": 1}

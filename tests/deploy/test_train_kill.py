@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from deploy.apps.train.checkpoint import open_trained
+from deploy.apps.train.publish import verify
 from deploy.local.broker import EmbeddedBroker, free_port
 from deploy.settings.tables import TopicSettings
 from deploy.wiring import cached_source
@@ -196,6 +197,7 @@ def test_a_broker_paused_20_s_is_waited_out_and_nothing_is_lost(
         producer.batches(events[:2_000], partition=0, size=100)
         producer.flush()
         args = train_args(own.client_options, topics.labeled, topics.dead_letter, tmp_path / "s")
+        args += ["--publish-interval-s", "1"]
         trainer = _trainer(_env(topics), args, processes)
         _wait_for_progress(tmp_path / "s", {})
         assert own.pid is not None
@@ -212,4 +214,11 @@ def test_a_broker_paused_20_s_is_waited_out_and_nothing_is_lost(
             time.sleep(0.5)
         trainer.send_signal(signal.SIGTERM)
         assert trainer.wait(timeout=60) == 0
-        assert stored(tmp_path / "s") == {"labeled": end, "examples_seen": 4_000}
+        final = stored(tmp_path / "s")
+        assert final["labeled"] == end and final["examples_seen"] == 4_000
+        assert final["newest_ms"] == max(e.ts for e in events)
+    # Published on the scheduler's interval meanwhile; LATEST names a complete one.
+    snapshots = tmp_path / "s-snapshots" / "deepfm"
+    latest = snapshots / (snapshots / "LATEST").read_text().zfill(12)
+    assert verify(latest)["gate"]["promoted"] is True
+    assert len(list(snapshots.glob("0*"))) >= 2

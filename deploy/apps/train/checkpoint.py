@@ -40,6 +40,7 @@ class Resumed:
     positions: Positions
     examples_seen: int
     schema: FeatureSchema | None
+    newest_ms: int | None = None
 
 
 def model_description(model: ModelConfig, trainer: TrainerConfig) -> dict[str, Any]:
@@ -60,6 +61,7 @@ def schema_from_json(raw: list[dict[str, Any]]) -> FeatureSchema:
 def save(
     source: CachedEmbeddings,
     positions: Positions,
+    newest_ms: int | None,
     learned: tuple[OnlineTrainer, FeatureSchema, Admission | None] | None,
 ) -> int:
     """Writes the checkpoint; returns the rows it wrote. `learned` None: nothing was
@@ -82,6 +84,7 @@ def save(
     position = {
         "labeled": {str(p): list(at) for p, at in sorted(positions.items())},
         "examples_seen": seen,
+        "newest_ms": newest_ms,
     }
     return source.flush(position, extras)
 
@@ -99,8 +102,9 @@ def resume_point(store: RowStore, model: ModelConfig, trainer: TrainerConfig) ->
         return Resumed({}, 0, None)
     positions = {int(p): (int(o), int(i)) for p, (o, i) in position["labeled"].items()}
     raw_model, raw_schema = store.extra(MODEL), store.extra(SCHEMA)
+    newest = position.get("newest_ms")
     if raw_model is None or raw_schema is None:
-        return Resumed(positions, 0, None)
+        return Resumed(positions, 0, None, newest)
     recorded = json.loads(raw_model)
     wanted = json.loads(json.dumps(model_description(model, trainer)))
     if recorded != wanted:
@@ -111,7 +115,7 @@ def resume_point(store: RowStore, model: ModelConfig, trainer: TrainerConfig) ->
             "point --store-dir at a new directory"
         )
     schema = schema_from_json(json.loads(raw_schema))
-    return Resumed(positions, int(position["examples_seen"]), schema)
+    return Resumed(positions, int(position["examples_seen"]), schema, newest)
 
 
 def restore(store: RowStore, trainer: OnlineTrainer, admission: Admission | None) -> None:

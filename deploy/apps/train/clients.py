@@ -12,6 +12,7 @@ from deploy.apps.train.cutter import Cutter
 from deploy.apps.train.daemon import TrainDaemon, TrainParts
 from deploy.apps.train.feed import Feed
 from deploy.apps.train.metrics import TrainMetrics
+from deploy.apps.train.publish import Gate, Publisher
 from deploy.runtime.errors import ConfigError
 from deploy.settings.tables import Settings
 from deploy.wiring import admission_for, cached_source
@@ -50,7 +51,9 @@ def open_daemon(settings: Settings, metrics: TrainMetrics) -> TrainDaemon:
         dead = DeadLetterProducer(options, settings.topics.dead_letter)
         stack.callback(dead.close)
         max_skew_ms = int(cfg.max_skew_hours * 3_600_000)
-        cutter = Cutter(resumed.positions, max_skew_ms, dead, settings.topics.labeled)
+        cutter = Cutter(
+            resumed.positions, max_skew_ms, dead, settings.topics.labeled, resumed.newest_ms
+        )
         feed = Feed(
             reader,
             cutter,
@@ -59,7 +62,10 @@ def open_daemon(settings: Settings, metrics: TrainMetrics) -> TrainDaemon:
             cfg.max_batch_wait_ms / 1000,
             time.monotonic,
         )
-        parts = TrainParts(feed, source, reader, dead)
+        snapshots = cfg.snapshot_dir or train.store_dir / "snapshots"
+        gate = Gate(cfg.gate_min_calibration, cfg.gate_max_calibration, cfg.gate_max_ne_regression)
+        publisher = Publisher(snapshots, model.name, gate, time.time)
+        parts = TrainParts(feed, source, reader, dead, publisher)
 
         def admission(schema: FeatureSchema) -> Admission | None:
             return admission_for(train, schema.fields)

@@ -52,9 +52,15 @@ class _Entry:
 
 class Cutter:
     def __init__(
-        self, start: Mapping[int, tuple[int, int]], max_skew_ms: int, dead: DeadLetters, topic: str
+        self,
+        start: Mapping[int, tuple[int, int]],
+        max_skew_ms: int,
+        dead: DeadLetters,
+        topic: str,
+        newest_ts: int | None = None,
     ) -> None:
-        """`start`: the resume point; events before it are skipped, never learned."""
+        """`start`: the resume point; events before it are skipped, never learned.
+        `newest_ts`: the newest event time learned before it, which skew is judged from."""
         self._start = dict(start)
         self._max_skew_ms = max_skew_ms
         self._dead = dead
@@ -62,7 +68,7 @@ class Cutter:
         self._entries: deque[_Entry] = deque()
         self._events = 0
         self._reasons: Counter[str] = Counter()
-        self.newest_ts: int | None = None
+        self.newest_ts = newest_ts
 
     @property
     def pending(self) -> int:

@@ -10,6 +10,7 @@ stop request finishes the step in hand, checkpoints and returns.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -22,14 +23,17 @@ from deploy.apps.train.checkpoint import Resumed
 from deploy.apps.train.cutter import Positions
 from deploy.apps.train.feed import Batch, Feed
 from deploy.apps.train.metrics import Progressive, TrainMetrics
+from deploy.apps.train.publish import Publisher
 from deploy.batch.learners import progressive_step
 from deploy.runtime.signals import StopRequested
 from deploy.settings.train import TrainDaemonSettings
+from model.ctr_metrics import StreamingMetrics
 from model.features import FeatureSchema
 from model.trainer import OnlineTrainer, TrainerConfig
 from model.zoo import ModelConfig
 from store.admission import Admission
 from store.cache import CachedEmbeddings
+from stream.events import DAY_MS
 
 log = logging.getLogger(__name__)
 _TAKE_S = 0.2
@@ -52,6 +56,7 @@ class TrainParts:
     source: CachedEmbeddings
     reader: Closes
     dead_letters: DeadLetterSink
+    publisher: Publisher | None = None
 
 
 AdmissionFor = Callable[[FeatureSchema], Admission | None]
@@ -77,10 +82,13 @@ class TrainDaemon:
         self._clock = clock
         self._admission_for = admission_for
         self.positions: Positions = dict(resumed.positions)
+        self.newest_ms = resumed.newest_ms
         self.schema = resumed.schema
         self.trainer: OnlineTrainer | None = None
         self._admission: Admission | None = None
         self._progressive = Progressive(settings.progressive_window)
+        self._interval = StreamingMetrics()  # progressive, since the last snapshot
+        self._publish_requested = threading.Event()
         self._next_checkpoint = clock() + settings.checkpoint_interval_s
         self._dirty = False
         self._stack = ExitStack()
@@ -88,6 +96,11 @@ class TrainDaemon:
             self._build(self.schema)
             assert self.trainer is not None
             checkpoint.restore(parts.source.store, self.trainer, self._admission)
+
+    @property
+    def feed(self) -> Feed:
+        """The input thread (a test drives steps from it without `run`)."""
+        return self._parts.feed
 
     def __enter__(self) -> TrainDaemon:
         parts = self._parts
@@ -110,6 +123,9 @@ class TrainDaemon:
                 batch = self._parts.feed.take(_TAKE_S)
                 if batch is not None:
                     self.step(batch)
+                if self._publish_requested.is_set():
+                    self._publish_requested.clear()
+                    self.publish("interval")
                 if self._clock() >= self._next_checkpoint:
                     self.checkpoint()
             self.checkpoint()
@@ -123,10 +139,14 @@ class TrainDaemon:
                 self._build(self._parts.feed.encoder.schema)
             assert self.trainer is not None
             ts = np.fromiter((e.ts for e in cut.events), np.int64, len(cut.events))
+            if self.newest_ms is not None and int(ts.max()) // DAY_MS > self.newest_ms // DAY_MS:
+                self.publish("day_end")  # the model as it was at the end of the day
             probs, seconds = progressive_step(
                 self.trainer, batch.encoded, batch.labels, int(ts.max())
             )
             self._progressive.add(ts, batch.labels, probs)
+            self._interval.update(batch.labels, probs)
+            self.newest_ms = max(int(ts.max()), self.newest_ms or 0)
             self._metrics.step_seconds.observe(seconds)
             self._metrics.steps.labels(self._model.name).inc()
             self._metrics.examples.labels(self._model.name).inc(len(cut.events))
@@ -145,7 +165,7 @@ class TrainDaemon:
         learned = None
         if self.trainer is not None and self.schema is not None:
             learned = (self.trainer, self.schema, self._admission)
-        rows = checkpoint.save(self._parts.source, self.positions, learned)
+        rows = checkpoint.save(self._parts.source, self.positions, self.newest_ms, learned)
         self._dirty = False
         self._metrics.checkpoint_seconds.observe(self._clock() - start)
         self._metrics.checkpoint_rows.inc(rows)
@@ -154,6 +174,35 @@ class TrainDaemon:
             self.trainer.examples_seen if self.trainer is not None else 0,
             rows,
             self.positions,
+        )
+
+    def request_publish(self) -> None:
+        """Asks for a snapshot between the next two steps (any thread may ask)."""
+        self._publish_requested.set()
+
+    def publish(self, trigger: str) -> None:
+        """Checkpoints, then writes a snapshot and promotes it if the gate passes."""
+        publisher, trainer, schema = self._parts.publisher, self.trainer, self.schema
+        if publisher is None or trainer is None or schema is None:
+            return
+        start = self._clock()
+        self.checkpoint()
+        state = {
+            "trigger": trigger,
+            "positions": {str(p): list(at) for p, at in sorted(self.positions.items())},
+            "newest_ms": self.newest_ms,
+        }
+        done = publisher.publish(
+            self._parts.source.store, trainer, schema, state, self._interval.result()
+        )
+        self._interval = StreamingMetrics()
+        self._metrics.published(done, self._clock() - start, self.newest_ms)
+        log.info(
+            "snapshot version=%d trigger=%s promoted=%s reasons=%s",
+            done.version,
+            trigger,
+            done.promoted,
+            done.reasons,
         )
 
     def _build(self, schema: FeatureSchema) -> None:

@@ -13,6 +13,7 @@ from collections import deque
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from deploy.apps.train.publish import Published
 from model.ctr_metrics import BinaryMetrics, GroupedMetrics, StreamingMetrics, event_day
 
 _QUALITY = ("auc", "logloss", "normalized_entropy", "calibration")
@@ -92,6 +93,35 @@ class TrainMetrics:
             ["model"],
             registry=r,
         )
+
+        self.publish_seconds = Histogram(
+            "fmstream_train_publish_seconds",
+            "time of one publish (checkpoint, snapshot, gate, promotion)",
+            registry=r,
+        )
+        self.snapshot_version = Gauge(
+            "fmstream_train_snapshot_version", "the newest promoted snapshot", registry=r
+        )
+        self.snapshot_event_time = Gauge(
+            "fmstream_train_snapshot_event_time_seconds",
+            "newest event time the newest promoted snapshot learned",
+            registry=r,
+        )
+        self.gate_refusals = Counter(
+            "fmstream_train_gate_refusals",
+            "snapshots the publish gate refused, by reason",
+            ["reason"],
+            registry=r,
+        )
+
+    def published(self, done: Published, seconds: float, newest_ms: int | None) -> None:
+        self.publish_seconds.observe(seconds)
+        if done.promoted:
+            self.snapshot_version.set(done.version)
+            if newest_ms is not None:
+                self.snapshot_event_time.set(newest_ms / 1000)
+        for reason in done.reasons:
+            self.gate_refusals.labels(reason.split(" ")[0]).inc()
 
     def dead(self, reasons: Tally[str]) -> None:
         for reason, n in reasons.items():

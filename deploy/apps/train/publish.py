@@ -1,0 +1,174 @@
+"""Publishing: a consistent model snapshot, checked by the gate, promoted by `LATEST`.
+
+`<snapshot-dir>/<model>/<version>/` holds `rows/` (a RocksDB checkpoint of the
+store, which also carries the trainer state written with the rows), `dense.pt`
+(the dense weights, tensors only) and `manifest.json` (DESIGN.md: Snapshots). A
+snapshot is written as `.<version>.partial` and renamed when complete; a refused
+one is kept with the gate's reasons in its manifest and `LATEST` stays. `LATEST`
+is replaced by rename, so a reader sees the old version or the new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deploy.apps.train.checkpoint import model_description, schema_to_json
+from deploy.runtime.errors import DeployError
+from model.ctr_metrics import BinaryMetrics
+from model.features import FeatureSchema
+from model.trainer import OnlineTrainer
+from store.row_store import RowStore
+
+MANIFEST, DENSE, ROWS, LATEST = "manifest.json", "dense.pt", "rows", "LATEST"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A snapshot is promoted when its dense weights are finite and, over the
+    interval's progressive-validation events (when there are `min_events`), its
+    mean prediction is within [min_calibration, max_calibration] of the observed
+    rate and its normalized entropy is at most `max_ne_regression` above the mean
+    of the last promoted snapshots' (`trailing`)."""
+
+    min_calibration: float = 0.5
+    max_calibration: float = 2.0
+    max_ne_regression: float = 0.05
+    min_events: int = 1_000
+
+    def reasons(
+        self, trainer: OnlineTrainer, interval: BinaryMetrics, trailing: list[float]
+    ) -> list[str]:
+        out = []
+        if not all(bool(torch.isfinite(t).all()) for t in trainer.model.state_dict().values()):
+            out.append("non_finite_weights")
+        calibration = interval.calibration
+        judged = interval.count >= self.min_events and math.isfinite(calibration)
+        if judged and not self.min_calibration <= calibration <= self.max_calibration:
+            out.append(
+                f"calibration {calibration:.3f} outside "
+                f"[{self.min_calibration}, {self.max_calibration}]"
+            )
+        ne = interval.normalized_entropy
+        if trailing and interval.count >= self.min_events and math.isfinite(ne):
+            usual = sum(trailing) / len(trailing)
+            if ne > usual + self.max_ne_regression:
+                out.append(f"ne_regression {ne:.4f} against a trailing {usual:.4f}")
+        return out
+
+
+@dataclass(frozen=True)
+class Published:
+    version: int
+    path: Path
+    promoted: bool
+    reasons: list[str]
+
+
+class Publisher:
+    def __init__(self, root: Path, model: str, gate: Gate, wall: Callable[[], float]) -> None:
+        self.dir = root / model
+        self._gate = gate
+        self._wall = wall
+
+    def versions(self) -> list[int]:
+        if not self.dir.exists():
+            return []
+        return sorted(int(p.name) for p in self.dir.iterdir() if p.name.isdigit())
+
+    def latest(self) -> int | None:
+        path = self.dir / LATEST
+        return int(path.read_text()) if path.exists() else None
+
+    def publish(
+        self,
+        store: RowStore,
+        trainer: OnlineTrainer,
+        schema: FeatureSchema,
+        state: dict[str, Any],
+        interval: BinaryMetrics,
+    ) -> Published:
+        """Writes the next snapshot of `store` (flushed: its position is the model's)
+        and promotes it if the gate passes. `state`: positions and event times."""
+        version = (self.versions() or [0])[-1] + 1
+        partial = self.dir / f".{version:012d}.partial"
+        shutil.rmtree(partial, ignore_errors=True)  # left by a crash mid-publish
+        partial.mkdir(parents=True)
+        store.checkpoint(partial / ROWS)
+        torch.save(trainer.model.state_dict(), partial / DENSE)
+        reasons = self._gate.reasons(trainer, interval, self._trailing_ne())
+        manifest = {
+            "version": version,
+            "parent": self.latest(),
+            "created_s": self._wall(),
+            **state,
+            "examples_seen": trainer.examples_seen,
+            "model": model_description(trainer.model_config, trainer.config),
+            "schema": schema_to_json(schema),
+            "interval": asdict(interval),
+            "gate": {"promoted": not reasons, "reasons": reasons},
+            "files": checksums(partial),
+        }
+        (partial / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        final = self.dir / f"{version:012d}"
+        partial.rename(final)
+        if not reasons:
+            self._promote(version)
+        return Published(version, final, not reasons, reasons)
+
+    def _trailing_ne(self, last: int = 5) -> list[float]:
+        """The interval NE of the last promoted snapshots (from their manifests)."""
+        out: list[float] = []
+        for version in reversed(self.versions()):
+            if len(out) == last:
+                break
+            try:
+                manifest = json.loads((self.dir / f"{version:012d}" / MANIFEST).read_text())
+            except (OSError, ValueError):
+                continue
+            ne = manifest["interval"]["normalized_entropy"]
+            if manifest["gate"]["promoted"] and ne is not None and math.isfinite(ne):
+                out.append(float(ne))
+        return out
+
+    def _promote(self, version: int) -> None:
+        tmp = self.dir / f".{LATEST}.tmp"
+        tmp.write_text(str(version))
+        os.replace(tmp, self.dir / LATEST)
+
+
+def checksums(root: Path) -> dict[str, str]:
+    """sha256 of every file under `root` but the manifest, by relative path."""
+    out = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST):
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        out[str(path.relative_to(root))] = digest.hexdigest()
+    return out
+
+
+def verify(snapshot: Path) -> dict[str, Any]:
+    """The manifest of a complete snapshot whose files all match their checksums."""
+    try:
+        manifest: dict[str, Any] = json.loads((snapshot / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise DeployError(f"the snapshot at {snapshot} has no readable manifest: {exc}") from exc
+    actual = checksums(snapshot)
+    if actual != manifest["files"]:
+        bad = sorted(set(actual.items()) ^ set(manifest["files"].items()))
+        raise DeployError(
+            f"the snapshot at {snapshot} does not match its manifest: {len(bad)} files differ "
+            f"(first {bad[0][0]})"
+        )
+    return manifest
