@@ -3,6 +3,7 @@ single events and example batches; settings for a trainer; its store, read back.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from kafka import KafkaProducer
 from deploy.cli import build_parser
 from deploy.commands import train
 from deploy.settings.resolve import resolve
-from deploy.settings.tables import Settings
+from deploy.settings.tables import Settings, TopicSettings
 from model.trainer import TrainerConfig, row_layout
 from model.zoo import ModelConfig
 from store.row_store import RowStore
@@ -97,10 +98,15 @@ def train_args(options: ClientOptions, labeled: str, dead_letter: str, store: Pa
     ]
 
 
-def settings_for(args: list[str], labeled: str, dead_letter: str) -> Settings:
+def topic_env(topics: TopicSettings) -> dict[str, str]:
+    """The environment naming every topic of `topics` (a private set on a shared broker)."""
+    names = {f.name for f in dataclasses.fields(topics)} - {"partitions"}
+    return {f"FMSTREAM_TOPICS_{n.upper()}": getattr(topics, n) for n in sorted(names)}
+
+
+def settings_for(args: list[str], topics: TopicSettings) -> Settings:
     parsed = build_parser().parse_args(["train", *args])
-    env = {"FMSTREAM_TOPICS_LABELED": labeled, "FMSTREAM_TOPICS_DEAD_LETTER": dead_letter}
-    return resolve(parsed, train.OPTIONS, env, None)
+    return resolve(parsed, train.OPTIONS, topic_env(topics), None)
 
 
 def stored(store: Path, model: str = "deepfm") -> dict[str, Any]:

@@ -82,6 +82,12 @@ OPTIONS: list[Option] = [
         "--gate-max-ne-regression",
         "refuse a snapshot whose interval NE is this much above the last promoted ones'",
     ),
+    Option("train.keep_snapshots", "--keep-snapshots", "snapshots kept (besides LATEST)"),
+    Option(
+        "train.keep_days",
+        "--keep-days",
+        "day-end snapshots of this many last event days are kept as well",
+    ),
 ]
 log = logging.getLogger(__name__)
 

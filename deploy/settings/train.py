@@ -186,6 +186,8 @@ class TrainDaemonSettings:
     gate_min_calibration: float = 0.5
     gate_max_calibration: float = 2.0
     gate_max_ne_regression: float = 0.05
+    keep_snapshots: int = 10
+    keep_days: int = 7
 
     def __post_init__(self) -> None:
         if self.max_batch_wait_ms < 1 or self.checkpoint_interval_s <= 0:
@@ -201,6 +203,11 @@ class TrainDaemonSettings:
             )
         if not 0 <= self.metrics_port < 65536:
             raise ConfigError(f"train.metrics_port must be 0-65535, got {self.metrics_port}")
+        if self.keep_snapshots < 1 or self.keep_days < 0:
+            raise ConfigError(
+                "train.keep_snapshots must be >= 1 and train.keep_days >= 0, got "
+                f"{self.keep_snapshots} and {self.keep_days}"
+            )
         if self.publish_interval_s < 0:
             raise ConfigError(
                 f"train.publish_interval_s must be >= 0 (0: day ends only), got "

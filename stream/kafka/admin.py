@@ -16,8 +16,11 @@ from stream.kafka.options import ClientOptions
 log = logging.getLogger(__name__)
 
 
-def ensure_topics(options: ClientOptions, partitions: Mapping[str, int]) -> None:
-    """Creates every missing topic; an existing topic must have the expected partition count."""
+def ensure_topics(
+    options: ClientOptions, partitions: Mapping[str, int], check_counts: bool = True
+) -> None:
+    """Creates every missing topic; an existing topic must have the expected partition
+    count, unless not `check_counts` (a topic another part creates, read by key)."""
     try:
         admin = KafkaAdminClient(**options.admin())
     except KafkaError as exc:
@@ -38,6 +41,8 @@ def ensure_topics(options: ClientOptions, partitions: Mapping[str, int]) -> None
     finally:
         admin.close()
     wrong = {t: actual.get(t) for t, n in partitions.items() if actual.get(t) != n}
+    if not check_counts:
+        wrong = {t: n for t, n in wrong.items() if n is None}
     if wrong:
         detail = ", ".join(f"{t} has {actual.get(t)} (want {partitions[t]})" for t in wrong)
         raise BrokerError(

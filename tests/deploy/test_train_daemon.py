@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from kafka import KafkaAdminClient
 from prometheus_client import CollectorRegistry
 
 from deploy.apps.train.clients import open_daemon
@@ -17,6 +19,7 @@ from deploy.local.broker import EmbeddedBroker
 from deploy.runtime.errors import ConfigError
 from deploy.runtime.signals import StopRequested
 from deploy.settings.tables import TopicSettings
+from stream.kafka.admin import ensure_topics, topic_partitions
 from tests.joinkit import read_all
 from tests.trainkit import LabeledProducer, labeled_events, settings_for, stored, train_args
 
@@ -37,7 +40,7 @@ def _run_until(daemon: TrainDaemon, done: Callable[[], bool], timeout_s: float =
 
 def _daemon(broker: EmbeddedBroker, topics: TopicSettings, store: Path) -> TrainDaemon:
     args = train_args(broker.client_options, topics.labeled, topics.dead_letter, store)
-    settings = settings_for(args, topics.labeled, topics.dead_letter)
+    settings = settings_for(args, topics)
     return open_daemon(settings, TrainMetrics(CollectorRegistry(), "deepfm"))
 
 
@@ -88,9 +91,24 @@ def test_a_restart_with_another_model_shape_is_refused_naming_both(
 
     args = train_args(broker.client_options, topics.labeled, topics.dead_letter, tmp_path / "store")
     args[args.index("--hidden-layers") + 1] = "2"  # same row width, another DNN
-    settings = settings_for(args, topics.labeled, topics.dead_letter)
+    settings = settings_for(args, topics)
     with pytest.raises(ConfigError) as refused:
         open_daemon(settings, TrainMetrics(CollectorRegistry(), "deepfm"))
     assert "model.hidden_layers=1" in str(refused.value)
     assert "model.hidden_layers=2" in str(refused.value)
     assert stored(tmp_path / "store")["examples_seen"] == 200  # and the store is untouched
+
+
+def test_missing_output_topics_are_created_and_existing_ones_left_alone(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    topics = TopicSettings.tagged(uuid.uuid4().hex[:8], partitions=3)
+    ensure_topics(broker.client_options, {topics.labeled: 2, topics.dead_letter: 5})
+    daemon = _daemon(broker, topics, tmp_path / "store")
+    with daemon:
+        admin = KafkaAdminClient(**broker.client_options.admin())
+        try:
+            have = topic_partitions(admin, [topics.dead_letter, topics.snapshots])
+        finally:
+            admin.close()
+    assert have == {topics.dead_letter: 5, topics.snapshots: 1}

@@ -30,7 +30,14 @@ from store.row_store import RowStore
 from stream.events import decode_labeled_record
 from stream.kafka.admin import ensure_topics
 from tests.joinkit import read_all
-from tests.trainkit import LabeledProducer, labeled_events, settings_for, stored, train_args
+from tests.trainkit import (
+    LabeledProducer,
+    labeled_events,
+    settings_for,
+    stored,
+    topic_env,
+    train_args,
+)
 
 FMSTREAM = str(Path(sys.executable).with_name("fmstream"))
 EVENTS = 30_000
@@ -48,11 +55,7 @@ def _trainer(
 
 
 def _env(topics: TopicSettings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "FMSTREAM_TOPICS_LABELED": topics.labeled,
-        "FMSTREAM_TOPICS_DEAD_LETTER": topics.dead_letter,
-    }
+    return {**os.environ, **topic_env(topics)}
 
 
 def _stream(producer: LabeledProducer, seed: int, hurry: threading.Event) -> None:
@@ -94,7 +97,7 @@ def _learned_below(records: list[Any], position: dict[str, list[int]]) -> int:
 
 
 def _holdout_auc(store: Path, args: list[str], topics: TopicSettings) -> float:
-    settings = settings_for(args, topics.labeled, topics.dead_letter)
+    settings = settings_for(args, topics)
     model = settings.train.model_config(settings.train_daemon.model)
     config = settings.train.trainer_config()
     rows = RowStore(store / model.name, row_layout(model, config).width, read_only=True)

@@ -4,7 +4,9 @@ mid-publish shows nothing; the gate refuses a model trained on flipped labels.""
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from deploy.apps.train.checkpoint import open_trained
 from deploy.apps.train.clients import open_daemon
 from deploy.apps.train.daemon import TrainDaemon
 from deploy.apps.train.metrics import TrainMetrics
-from deploy.apps.train.publish import DENSE, LATEST, ROWS, verify
+from deploy.apps.train.publish import DENSE, LATEST, ROWS, Gate, Publisher, Retention, verify
 from deploy.local.broker import EmbeddedBroker
 from deploy.runtime.errors import DeployError
 from deploy.settings.tables import TopicSettings
@@ -25,7 +27,10 @@ from deploy.wiring import cached_source
 from model.features import FeatureEncoder
 from model.trainer import row_layout
 from store.row_store import RowStore
-from tests.trainkit import LabeledProducer, labeled_events, settings_for, train_args
+from stream.events import DAY_MS
+from tests.clikit import run_fmstream
+from tests.joinkit import read_all
+from tests.trainkit import LabeledProducer, labeled_events, settings_for, topic_env, train_args
 
 
 def _learn_until(daemon: TrainDaemon, offset: int) -> None:
@@ -38,7 +43,7 @@ def _learn_until(daemon: TrainDaemon, offset: int) -> None:
 def _snapshot_scores(
     snapshot: Path, args: list[str], topics: TopicSettings, feats: Sequence[Mapping[str, Any]]
 ) -> np.ndarray:
-    settings = settings_for(args, topics.labeled, topics.dead_letter)
+    settings = settings_for(args, topics)
     model = settings.train.model_config("deepfm")
     config = settings.train.trainer_config()
     layout = row_layout(model, config)
@@ -52,7 +57,10 @@ def _snapshot_scores(
 
 
 def test_snapshots_verify_score_like_the_trainer_and_the_gate_refuses_flipped_labels(
-    broker: EmbeddedBroker, make_topics: Callable[[int], TopicSettings], tmp_path: Path
+    broker: EmbeddedBroker,
+    make_topics: Callable[[int], TopicSettings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     topics = make_topics(1)
     producer = LabeledProducer(broker.client_options, topics.labeled)
@@ -63,7 +71,7 @@ def test_snapshots_verify_score_like_the_trainer_and_the_gate_refuses_flipped_la
     producer.flush()
     producer.close()
     args = train_args(broker.client_options, topics.labeled, topics.dead_letter, tmp_path / "s")
-    settings = settings_for(args, topics.labeled, topics.dead_letter)
+    settings = settings_for(args, topics)
     daemon = open_daemon(settings, TrainMetrics(CollectorRegistry(), "deepfm"))
     root = tmp_path / "s-snapshots" / "deepfm"
     probe = [e.features for e in labeled_events(500, seed=5)]
@@ -100,9 +108,56 @@ def test_snapshots_verify_score_like_the_trainer_and_the_gate_refuses_flipped_la
             *(f"{v:012d}" for v in range(1, 5)), LATEST,
         ]  # fmt: skip
 
+    # The operator's side: list, verify, roll back (announced), promote a refused one.
+    where = ["--snapshot-dir", str(tmp_path / "s-snapshots"), "--model", "deepfm"]
+    kafka = ["--bootstrap", broker.client_options.bootstrap_servers, "--kafka-profile", "local"]
+    for name, value in topic_env(topics).items():
+        monkeypatch.setenv(name, value)
+    listed = run_fmstream("snapshots", "list", *where)
+    assert listed.returncode == 0 and "<- LATEST" in listed.stdout.splitlines()[4]
+    assert "refused: ne_regression" in listed.stdout.splitlines()[2]
+    assert run_fmstream("snapshots", "verify", "1", *where).returncode == 0
+    promoted = [v for v in (1, 2, 3) if verify(root / f"{v:012d}")["gate"]["promoted"]]
+    back = run_fmstream("snapshots", "rollback", *where, *kafka)
+    assert back.returncode == 0, back.stderr
+    assert (root / LATEST).read_text() == str(promoted[-1])
+    assert run_fmstream("snapshots", "promote", "2", *where, *kafka).returncode == 0
+    assert (root / LATEST).read_text() == "2"
+    announced = read_all(broker.client_options, topics.snapshots)
+    versions = [json.loads(r.value)["version"] for r in announced]
+    assert versions == [1, 4, promoted[-1], 2]  # promotions, the rollback, the override
+    assert {r.key for r in announced} == {b"deepfm"}
+
     broken = tmp_path / "broken"
-    shutil.copytree(first, broken)
+    shutil.copytree(root / "000000000004", broken)
     with (broken / DENSE).open("ab") as f:
         f.write(b"x")
     with pytest.raises(DeployError, match="does not match its manifest"):
         verify(broken)
+
+
+def _fake_snapshot(root: Path, version: int, trigger: str, day: int) -> None:
+    path = root / f"{version:012d}"
+    path.mkdir(parents=True)
+    manifest = {
+        "trigger": trigger,
+        "newest_ms": day * DAY_MS + 1,
+        "gate": {"promoted": True, "reasons": []},
+        "interval": {"normalized_entropy": 0.9},
+    }
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_retention_keeps_the_newest_latest_and_recent_day_ends(tmp_path: Path) -> None:
+    publisher = Publisher(tmp_path, "deepfm", Gate(), time.time, None, Retention(2, 3))
+    root = tmp_path / "deepfm"
+    for version, day in enumerate(range(10, 16), start=1):  # a day-end snapshot a day
+        _fake_snapshot(root, version, "day_end", day)
+    for version in range(7, 10):
+        _fake_snapshot(root, version, "interval", 15)
+    (root / LATEST).write_text("2")  # rolled back to an old one: kept too
+    (root / ".000000000010.partial").mkdir()
+    assert publisher.prune() == [1, 3, 7]
+    # Kept: the newest two (8, 9), LATEST (2), the day ends of days 13-15 (4, 5, 6).
+    assert publisher.versions() == [2, 4, 5, 6, 8, 9]
+    assert not list(root.glob(".*.partial"))

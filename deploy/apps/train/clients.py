@@ -12,17 +12,19 @@ from deploy.apps.train.cutter import Cutter
 from deploy.apps.train.daemon import TrainDaemon, TrainParts
 from deploy.apps.train.feed import Feed
 from deploy.apps.train.metrics import TrainMetrics
-from deploy.apps.train.publish import Gate, Publisher
+from deploy.apps.train.publish import Announce, Gate, Publisher, Retention
 from deploy.runtime.errors import ConfigError
-from deploy.settings.tables import Settings
+from deploy.settings.tables import Settings, TopicSettings
 from deploy.wiring import admission_for, cached_source
 from model.features import FeatureSchema
 from model.trainer import resolve_device, row_layout
 from model.zoo import ModelConfig
 from store.admission import Admission
 from store.row_store import RowStore
-from stream.kafka.dead_letters import DeadLetterProducer
+from stream.kafka.admin import ensure_topics
 from stream.kafka.labeled_reader import LabeledReader
+from stream.kafka.options import ClientOptions
+from stream.kafka.topic_producer import TopicProducer
 
 
 def the_model(settings: Settings) -> ModelConfig:
@@ -39,6 +41,7 @@ def open_daemon(settings: Settings, metrics: TrainMetrics) -> TrainDaemon:
     config = train.trainer_config()
     layout = row_layout(model, config)
     options = settings.kafka.client_options()
+    _ensure_outputs(options, settings.topics)
     with ExitStack() as stack:
         store = RowStore(train.store_dir / model.name, layout.width)
         stack.callback(store.close)
@@ -48,7 +51,7 @@ def open_daemon(settings: Settings, metrics: TrainMetrics) -> TrainDaemon:
         reader = LabeledReader(options, settings.topics.labeled, cfg.max_poll_records)
         stack.callback(reader.close)
         reader.seek({p: offset for p, (offset, _) in resumed.positions.items()})
-        dead = DeadLetterProducer(options, settings.topics.dead_letter)
+        dead = TopicProducer(options, settings.topics.dead_letter)
         stack.callback(dead.close)
         max_skew_ms = int(cfg.max_skew_hours * 3_600_000)
         cutter = Cutter(
@@ -64,8 +67,11 @@ def open_daemon(settings: Settings, metrics: TrainMetrics) -> TrainDaemon:
         )
         snapshots = cfg.snapshot_dir or train.store_dir / "snapshots"
         gate = Gate(cfg.gate_min_calibration, cfg.gate_max_calibration, cfg.gate_max_ne_regression)
-        publisher = Publisher(snapshots, model.name, gate, time.time)
-        parts = TrainParts(feed, source, reader, dead, publisher)
+        announcer, announce = open_announcer(options, settings.topics.snapshots)
+        stack.callback(announcer.close)
+        retention = Retention(cfg.keep_snapshots, cfg.keep_days)
+        publisher = Publisher(snapshots, model.name, gate, time.time, announce, retention)
+        parts = TrainParts(feed, source, reader, dead, publisher, announcer)
 
         def admission(schema: FeatureSchema) -> Admission | None:
             return admission_for(train, schema.fields)
@@ -73,3 +79,22 @@ def open_daemon(settings: Settings, metrics: TrainMetrics) -> TrainDaemon:
         daemon = TrainDaemon(parts, model, config, cfg, metrics, time.monotonic, resumed, admission)
         stack.pop_all()
     return daemon
+
+
+def _ensure_outputs(options: ClientOptions, topics: TopicSettings) -> None:
+    """Creates the dead-letter and snapshot topics if missing (as the joiner creates its
+    outputs); existing ones are left as they are."""
+    wanted = {topics.dead_letter: topics.partitions, topics.snapshots: 1}
+    ensure_topics(options, wanted, check_counts=False)
+
+
+def open_announcer(options: ClientOptions, topic: str) -> tuple[TopicProducer, Announce]:
+    """A producer to the snapshots topic and the announce that waits until a promoted
+    manifest has landed (keyed by the model's name)."""
+    producer = TopicProducer(options, topic)
+
+    def announce(model: str, manifest: bytes) -> None:
+        producer.send(manifest, [], int(time.time() * 1000), key=model.encode())
+        producer.flush()
+
+    return producer, announce

@@ -57,6 +57,7 @@ class TrainParts:
     reader: Closes
     dead_letters: DeadLetterSink
     publisher: Publisher | None = None
+    announcer: Closes | None = None
 
 
 AdmissionFor = Callable[[FeatureSchema], Admission | None]
@@ -107,6 +108,8 @@ class TrainDaemon:
         with ExitStack() as stack:
             stack.callback(parts.source.store.close)
             stack.callback(parts.dead_letters.close)
+            if parts.announcer is not None:
+                stack.callback(parts.announcer.close)
             stack.callback(parts.reader.close)
             stack.callback(parts.feed.stop)
             parts.feed.start()

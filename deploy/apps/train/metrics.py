@@ -94,6 +94,9 @@ class TrainMetrics:
             registry=r,
         )
 
+        self._publishing(r)
+
+    def _publishing(self, r: CollectorRegistry) -> None:
         self.publish_seconds = Histogram(
             "fmstream_train_publish_seconds",
             "time of one publish (checkpoint, snapshot, gate, promotion)",

@@ -28,6 +28,7 @@ from model.ctr_metrics import BinaryMetrics
 from model.features import FeatureSchema
 from model.trainer import OnlineTrainer
 from store.row_store import RowStore
+from stream.events import DAY_MS
 
 MANIFEST, DENSE, ROWS, LATEST = "manifest.json", "dense.pt", "rows", "LATEST"
 
@@ -74,11 +75,34 @@ class Published:
     reasons: list[str]
 
 
+@dataclass(frozen=True)
+class Retention:
+    """Kept: `LATEST`, the newest `keep` snapshots, and the day-end snapshots of the
+    last `keep_days` event days (the next-day holdout's)."""
+
+    keep: int = 10
+    keep_days: int = 7
+
+
+Announce = Callable[[str, bytes], None]  # (model, manifest JSON) of a promoted snapshot
+
+
 class Publisher:
-    def __init__(self, root: Path, model: str, gate: Gate, wall: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        model: str,
+        gate: Gate,
+        wall: Callable[[], float],
+        announce: Announce | None = None,
+        retention: Retention = Retention(),
+    ) -> None:
+        self.model = model
         self.dir = root / model
         self._gate = gate
         self._wall = wall
+        self._announce = announce
+        self._retention = retention
 
     def versions(self) -> list[int]:
         if not self.dir.exists():
@@ -114,7 +138,7 @@ class Publisher:
             "examples_seen": trainer.examples_seen,
             "model": model_description(trainer.model_config, trainer.config),
             "schema": schema_to_json(schema),
-            "interval": asdict(interval),
+            "interval": {k: _json_number(v) for k, v in asdict(interval).items()},
             "gate": {"promoted": not reasons, "reasons": reasons},
             "files": checksums(partial),
         }
@@ -122,8 +146,36 @@ class Publisher:
         final = self.dir / f"{version:012d}"
         partial.rename(final)
         if not reasons:
-            self._promote(version)
+            self._promote(version, manifest)
+        self.prune()
         return Published(version, final, not reasons, reasons)
+
+    def prune(self) -> list[int]:
+        """Deletes the snapshots `Retention` does not keep, and crash leftovers."""
+        versions = self.versions()
+        manifests = {v: self.manifest(v) for v in versions}
+        days = {
+            v: m["newest_ms"] // DAY_MS
+            for v, m in manifests.items()
+            if m and m.get("trigger") == "day_end" and m.get("newest_ms") is not None
+        }
+        newest_day = max(days.values(), default=0)
+        keep = set(versions[-self._retention.keep :]) | {self.latest()}
+        keep |= {v for v, day in days.items() if day > newest_day - self._retention.keep_days}
+        doomed = [v for v in versions if v not in keep]
+        for v in doomed:
+            shutil.rmtree(self.dir / f"{v:012d}", ignore_errors=True)
+        for leftover in self.dir.glob(".*.partial"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        return doomed
+
+    def manifest(self, version: int) -> dict[str, Any] | None:
+        """A snapshot's manifest as written (None if missing or unreadable)."""
+        try:
+            out: dict[str, Any] = json.loads((self.dir / f"{version:012d}" / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+        return out
 
     def _trailing_ne(self, last: int = 5) -> list[float]:
         """The interval NE of the last promoted snapshots (from their manifests)."""
@@ -131,19 +183,56 @@ class Publisher:
         for version in reversed(self.versions()):
             if len(out) == last:
                 break
-            try:
-                manifest = json.loads((self.dir / f"{version:012d}" / MANIFEST).read_text())
-            except (OSError, ValueError):
+            manifest = self.manifest(version)
+            if manifest is None:
                 continue
             ne = manifest["interval"]["normalized_entropy"]
             if manifest["gate"]["promoted"] and ne is not None and math.isfinite(ne):
                 out.append(float(ne))
         return out
 
-    def _promote(self, version: int) -> None:
+    def path(self, version: int) -> Path:
+        return self.dir / f"{version:012d}"
+
+    def promote(self, version: int) -> dict[str, Any]:
+        """Points LATEST at `version` (verified first; an operator may promote one the
+        gate refused) and announces it; its manifest."""
+        if version not in self.versions():
+            raise DeployError(f"no snapshot {version} under {self.dir}; have {self.versions()}")
+        manifest = verify(self.path(version))
+        self._promote(version, manifest)
+        return manifest
+
+    def rollback(self, version: int | None = None) -> int:
+        """Moves LATEST back to `version`, or to the newest promoted one before it."""
+        current = self.latest()
+        if current is None:
+            raise DeployError(f"nothing to roll back: no LATEST under {self.dir}")
+        earlier = [
+            v
+            for v in self.versions()
+            if v < current and (m := self.manifest(v)) is not None and m["gate"]["promoted"]
+        ]
+        target = version if version is not None else (earlier[-1] if earlier else None)
+        if target is None or target not in earlier:
+            raise DeployError(
+                f"cannot roll {self.model} back from {current} to {target}: the promoted "
+                f"snapshots before it are {earlier}"
+            )
+        self.promote(target)
+        return target
+
+    def _promote(self, version: int, manifest: dict[str, Any]) -> None:
         tmp = self.dir / f".{LATEST}.tmp"
         tmp.write_text(str(version))
         os.replace(tmp, self.dir / LATEST)
+        if self._announce is not None:
+            self._announce(self.model, json.dumps(manifest, sort_keys=True).encode())
+
+
+def _json_number(value: Any) -> Any:
+    """NaN and infinities are not JSON: an undefined metric is null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def checksums(root: Path) -> dict[str, str]:

@@ -1,6 +1,7 @@
-"""The dead-letter topic's producer for a consumer that is not the joiner (the
-trainer): records go out as they are found bad and `flush` waits until every one
-has landed, so a caller can make them durable before it moves past them."""
+"""A producer to one topic for a daemon that is not the joiner (the trainer's dead
+letters and snapshot announcements): records go out as they come and `flush`
+waits until every one has landed, so a caller can make them durable before it
+moves past them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from stream.kafka.options import ClientOptions
 _FLUSH_TIMEOUT_S = 60.0
 
 
-class DeadLetterProducer:
+class TopicProducer:
     def __init__(self, options: ClientOptions, topic: str) -> None:
         self.topic = topic
         self._servers = options.bootstrap_servers
@@ -26,10 +27,16 @@ class DeadLetterProducer:
         except KafkaError as exc:
             raise BrokerError(f"cannot connect a producer to {self._servers}: {exc}") from exc
 
-    def send(self, value: bytes | None, headers: list[tuple[str, bytes]], timestamp: int) -> None:
+    def send(
+        self,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+        timestamp: int,
+        key: bytes | None = None,
+    ) -> None:
         try:
             future = self._producer.send(
-                self.topic, value=value, headers=headers, timestamp_ms=timestamp
+                self.topic, key=key, value=value, headers=headers, timestamp_ms=timestamp
             )
         except KafkaError as exc:
             raise BrokerError(f"producing to {self.topic} on {self._servers}: {exc}") from exc
@@ -44,10 +51,10 @@ class DeadLetterProducer:
         try:
             self._producer.flush(timeout=_FLUSH_TIMEOUT_S)
         except KafkaError as exc:
-            raise BrokerError(f"flushing dead letters to {self.topic}: {exc}") from exc
+            raise BrokerError(f"flushing records to {self.topic}: {exc}") from exc
         if self._failure is not None:
             raise BrokerError(
-                f"a dead letter to {self.topic} on {self._servers} failed: {self._failure}"
+                f"a record to {self.topic} on {self._servers} failed: {self._failure}"
             ) from self._failure
 
     def close(self) -> None:
