@@ -83,6 +83,15 @@ def _wait_for_progress(store: Path, before: dict[str, Any], timeout_s: float = 6
         time.sleep(0.1)
 
 
+def _finish(trainer: subprocess.Popen[bytes], store: Path, end: dict[str, list[int]]) -> None:
+    """Waits until the trainer's store reaches `end`, then stops it with SIGTERM (exit 0)."""
+    deadline = time.monotonic() + 120
+    while stored(store).get("labeled") != end and time.monotonic() < deadline:
+        time.sleep(0.5)
+    trainer.send_signal(signal.SIGTERM)
+    assert trainer.wait(timeout=60) == 0
+
+
 def _learned_below(records: list[Any], position: dict[str, list[int]]) -> int:
     """Events in `labeled` before a checkpoint's positions."""
     total = 0
@@ -160,11 +169,7 @@ def test_ten_sigkills_while_streaming_learn_every_event_exactly_once(
 
     records = read_all(options, topics.labeled)
     end = {str(p): [max(r.offset for r in records if r.partition == p) + 1, 0] for p in (0, 1)}
-    deadline = time.monotonic() + 120
-    while stored(tmp_path / "killed").get("labeled") != end and time.monotonic() < deadline:
-        time.sleep(0.5)
-    trainer.send_signal(signal.SIGTERM)
-    assert trainer.wait(timeout=60) == 0
+    _finish(trainer, tmp_path / "killed", end)
     final = stored(tmp_path / "killed")
     assert final["labeled"] == end
     assert final["examples_seen"] == EVENTS
@@ -175,11 +180,7 @@ def test_ten_sigkills_while_streaming_learn_every_event_exactly_once(
     assert len({c["examples_seen"] for c in checks}) == 10  # each kill later in the stream
 
     # The one learned without interruption has the same quality.
-    deadline = time.monotonic() + 120
-    while stored(tmp_path / "calm").get("labeled") != end and time.monotonic() < deadline:
-        time.sleep(0.5)
-    calm.send_signal(signal.SIGTERM)
-    assert calm.wait(timeout=60) == 0
+    _finish(calm, tmp_path / "calm", end)
     assert stored(tmp_path / "calm")["examples_seen"] == EVENTS
     killed_auc = _holdout_auc(tmp_path / "killed", killed_args, topics)
     calm_auc = _holdout_auc(tmp_path / "calm", calm_args, topics)
@@ -212,11 +213,7 @@ def test_a_broker_paused_20_s_is_waited_out_and_nothing_is_lost(
         producer.flush()
         producer.close()
         end = {"0": [20, 0], "1": [20, 0]}
-        deadline = time.monotonic() + 120
-        while stored(tmp_path / "s").get("labeled") != end and time.monotonic() < deadline:
-            time.sleep(0.5)
-        trainer.send_signal(signal.SIGTERM)
-        assert trainer.wait(timeout=60) == 0
+        _finish(trainer, tmp_path / "s", end)
         final = stored(tmp_path / "s")
         assert final["labeled"] == end and final["examples_seen"] == 4_000
         assert final["newest_ms"] == max(e.ts for e in events)
