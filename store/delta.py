@@ -1,6 +1,7 @@
 """Deltas: the rows changed since the last checkpoint, shipped instead of a full copy.
 
-`export_delta` writes them, the ids deleted since (evicted rows) and the
+`export_delta` writes them (weights, optimizer state, counts and last-seen
+times), the ids deleted since (evicted rows) and the
 store's position to one `.npz` file, atomically; `apply_delta` writes a delta
 into a copy of the previous snapshot, which then equals a full checkpoint
 taken at the same moment.
@@ -22,15 +23,17 @@ def export_delta(store: RowStore, dest: Path) -> int:
     """Writes the changed rows, the deleted ids and the position to `dest`; returns how
     many ids the delta carries."""
     changed = store.changed_ids()
-    rows, found = store.get(changed)
-    ids, deleted = changed[found], changed[~found]
+    records, found = store.get_records(changed)
+    ids, deleted, kept = changed[found], changed[~found], records[found]
     tmp = dest.with_name(dest.name + ".tmp")
     try:
         with tmp.open("wb") as f:
             np.savez(
                 f,
                 ids=ids,
-                rows=rows[found],
+                rows=kept["row"],
+                counts=kept["count"],
+                seen=kept["seen"],
                 deleted=deleted,
                 width=np.int64(store.width),
                 position=np.frombuffer(json.dumps(store.position()).encode(), np.uint8),
@@ -48,7 +51,7 @@ def apply_delta(store: RowStore, delta: Path) -> int:
     try:
         with np.load(delta) as data:
             ids, rows, width = data["ids"], data["rows"], int(data["width"])
-            deleted = data["deleted"]
+            counts, seen, deleted = data["counts"], data["seen"], data["deleted"]
             position = json.loads(data["position"].tobytes())
     except (OSError, KeyError, ValueError) as exc:
         raise StoreError(f"cannot read the delta {delta}: {exc}") from exc
@@ -56,5 +59,5 @@ def apply_delta(store: RowStore, delta: Path) -> int:
         raise StoreSchemaError(
             f"the delta {delta} has rows of width {width}, the store at {store.path} {store.width}"
         )
-    store.write(ids, rows, position, deleted=deleted)
+    store.write(ids, rows, position, counts, seen, deleted)
     return len(ids) + len(deleted)

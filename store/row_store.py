@@ -168,7 +168,7 @@ class RowStore:
         puts += self._change_entry([ids] if deleted is None else [ids, deleted])
         if position is not None:
             puts.append((_POSITION, json.dumps(dict(position), sort_keys=True).encode()))
-        puts += [(_EXTRA + name.encode(), value) for name, value in (extras or {}).items()]
+        puts += _extra_puts(extras)
         try:
             self._apply(puts, gone)
         except Exception as exc:
@@ -230,6 +230,12 @@ class RowStore:
         records = np.frombuffer(b"".join(values), dtype=record_dtype(self.width))
         return ids, records["count"].copy(), records["seen"].copy()
 
+    def ids(self) -> np.ndarray:
+        """Every stored row's id, sorted by key (a full scan; for tools and tests)."""
+        keys: Iterator[bytes] = cast(Any, self._db).keys(from_key=ROW)
+        raw = b"".join(k[1:] for k in itertools.takewhile(lambda k: k[:1] == ROW, keys))
+        return np.frombuffer(raw, dtype=">u8").astype(np.uint64).view(np.int64)
+
     def count(self) -> int:
         """Rows stored (a full scan; for tests and tools, not the hot path)."""
         keys: Iterator[bytes] = cast(Any, self._db).keys(from_key=ROW)
@@ -251,14 +257,19 @@ class RowStore:
             "memtable_bytes": int(db.property_int_value("rocksdb.cur-size-all-mem-tables") or 0),
         }
 
-    def checkpoint(self, dest: Path) -> None:
-        """A consistent copy (hard links) of everything written so far, at `dest`."""
+    def checkpoint(
+        self, dest: Path, restart_changes: bool = True, extras: Mapping[str, bytes] | None = None
+    ) -> None:
+        """A consistent copy (hard links) of everything written so far, at `dest`. With
+        `restart_changes`, the next delta starts from it: the change log is cleared and
+        `extras` written in one batch (a writer notes there which copy that is)."""
         if dest.exists():
             raise StoreError(f"checkpoint destination {dest} already exists")
         try:
             Checkpoint(self._db).create_checkpoint(str(dest))
-            # The next delta starts here; no write can come between (one writer).
-            self._apply([], [], (CHANGED, _CHANGED_END))
+            if restart_changes:
+                # No write can come between the copy and this one (one writer).
+                self._apply(_extra_puts(extras), [], (CHANGED, _CHANGED_END))
         except Exception as exc:
             raise StoreError(f"checkpointing {self.path} into {dest} failed: {exc}") from exc
 
@@ -306,6 +317,10 @@ class RowStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _extra_puts(extras: Mapping[str, bytes] | None) -> list[tuple[bytes, bytes]]:
+    return [(_EXTRA + name.encode(), value) for name, value in (extras or {}).items()]
 
 
 def _open(path: Path, options: Options, read_only: bool) -> Rdict:

@@ -37,9 +37,14 @@ class Tally(Protocol):
 class EvictionSchedule:
     """Due every `policy.every_ms` of event time, counted from the first event seen."""
 
-    def __init__(self, policy: EvictionPolicy | None) -> None:
+    def __init__(self, policy: EvictionPolicy | None, next_ms: int | None = None) -> None:
+        """`next_ms`: when the next eviction is due (a resumed run's `next_ms`)."""
         self.policy = policy
-        self._next: int | None = None
+        self._next = next_ms
+
+    @property
+    def next_ms(self) -> int | None:
+        return self._next
 
     def due(self, now: int) -> bool:
         policy = self.policy
@@ -66,7 +71,7 @@ class EvictionSchedule:
         if policy is None or not isinstance(source, Evicts):
             return None
         source.flush({"trained_events": trained})
-        result = source.evict(now - policy.ttl_ms if policy.ttl_ms else None, policy.max_rows)
+        result = source.evict(policy.expire_before(now), policy.max_rows)
         log.info(
             "store_evicted model=%s expired=%d trimmed=%d remaining=%d",
             name,

@@ -16,14 +16,8 @@ from deploy.runtime.signals import stop_on_signals
 from deploy.settings.resolve import Option
 from deploy.settings.tables import Settings
 
-# The daemon keeps its rows in RocksDB, learns one model (--model), and does not evict yet.
-_NOT_HERE = {
-    "train.models",
-    "train.store",
-    "train.store_ttl_hours",
-    "train.store_max_rows",
-    "train.evict_every_hours",
-}
+# The daemon keeps its rows in RocksDB and learns one model (--model).
+_NOT_HERE = {"train.models", "train.store"}
 NAME = "train"
 HELP = "train one model on the labeled topic, checkpointing into its store (a daemon)"
 OPTIONS: list[Option] = [

@@ -23,6 +23,10 @@ class EvictionPolicy:
     ttl_ms: int | None
     max_rows: int | None
 
+    def expire_before(self, now: int) -> int | None:
+        """Rows last seen before this event time are stale at `now`."""
+        return now - self.ttl_ms if self.ttl_ms else None
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -127,9 +131,11 @@ class TrainSettings:
                 raise ConfigError(f"train.admit_after_fields: {part!r} needs a count >= 1")
         return out
 
-    def eviction(self) -> EvictionPolicy | None:
-        """When and what the store drops, in event time; None when rows live forever."""
-        if self.store != "rocksdb" or not (self.store_ttl_hours or self.store_max_rows):
+    def eviction(self, stored: bool = False) -> EvictionPolicy | None:
+        """When and what the store drops, in event time; None when rows live forever.
+        `stored`: the rows are in RocksDB whatever `store` says (the trainer daemon)."""
+        in_rocksdb = stored or self.store == "rocksdb"
+        if not in_rocksdb or not (self.store_ttl_hours or self.store_max_rows):
             return None
         return EvictionPolicy(
             every_ms=int(self.evict_every_hours * HOUR_MS),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from deploy.apps.train.cutter import Cutter
-from stream.events import LabeledEvent, encode_labeled, encode_labeled_batch
+from stream.events import DAY_MS, LabeledEvent, encode_labeled, encode_labeled_batch
 from stream.kafka.labeled_reader import LabeledRecord
 
 T0 = 1_700_000_000_000
@@ -96,3 +96,22 @@ def test_a_resumed_cutter_judges_skew_from_the_newest_event_learned_before() -> 
     cutter = Cutter({0: (5, 0)}, HOUR, dead, "labeled", newest_ts=T0)
     cutter.add(_single(0, 5, _event(0, T0 - 2 * HOUR)))
     assert cutter.cut(10).dead == {"ts_out_of_range": 1}
+
+
+def test_the_first_event_of_a_new_day_starts_a_batch() -> None:
+    midnight = (T0 // DAY_MS + 1) * DAY_MS
+    before = [_event(i, midnight - 100) for i in range(3)]
+    after = [_event(i, midnight) for i in range(3, 5)]
+    late = _event(5, midnight - 50)  # an earlier day's event after the crossing
+    cutter = Cutter({}, 24 * HOUR, Dead(), "labeled")
+    cutter.add(_batch(0, 0, [*before, *after, late, _event(6, midnight + 1)]))
+    first = cutter.cut(10)
+    assert [e.id for e in first.events] == ["e0", "e1", "e2"]
+    assert first.after == {0: (0, 3)}
+    assert [e.id for e in cutter.cut(10).events] == ["e3", "e4", "e5", "e6"]
+
+    # A resumed cutter knows the day it stood in: no batch reaches back over midnight.
+    resumed = Cutter({0: (1, 0)}, 24 * HOUR, Dead(), "labeled", newest_ts=midnight - 1)
+    resumed.add(_batch(0, 1, [_event(7, midnight - 10), _event(8, midnight + 6)]))
+    assert [e.id for e in resumed.cut(10).events] == ["e7"]
+    assert [e.id for e in resumed.cut(10).events] == ["e8"]

@@ -19,9 +19,18 @@ from deploy.local.broker import EmbeddedBroker
 from deploy.runtime.errors import ConfigError
 from deploy.runtime.signals import StopRequested
 from deploy.settings.tables import TopicSettings
+from store.cache import CachedEmbeddings
+from stream.events import LabeledEvent
 from stream.kafka.admin import ensure_topics, topic_partitions
 from tests.joinkit import read_all
-from tests.trainkit import LabeledProducer, labeled_events, settings_for, stored, train_args
+from tests.trainkit import (
+    T0,
+    LabeledProducer,
+    labeled_events,
+    settings_for,
+    stored,
+    train_args,
+)
 
 
 def _run_until(daemon: TrainDaemon, done: Callable[[], bool], timeout_s: float = 60.0) -> None:
@@ -112,3 +121,55 @@ def test_missing_output_topics_are_created_and_existing_ones_left_alone(
         finally:
             admin.close()
     assert have == {topics.dead_letter: 5, topics.snapshots: 1}
+
+
+def _phase(prefix: str, start_ms: int, n: int) -> list[LabeledEvent]:
+    return [
+        LabeledEvent(f"{prefix}{i}", start_ms + i * 100, int(i % 3 == 0), None,
+                     {"user": f"{prefix}{i % 40}", "item": f"i{i % 25}"})
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_stale_rows_are_evicted_in_event_time_and_a_crash_mid_eviction_finishes_it(
+    broker: EmbeddedBroker,
+    make_topics: Callable[[int], TopicSettings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    topics = make_topics(1)
+    producer = LabeledProducer(broker.client_options, topics.labeled)
+    producer.batches(_phase("a", T0, 640), partition=0, size=64)  # offsets 0-9
+    producer.batches(_phase("b", T0 + 3 * 3_600_000, 640), partition=0, size=64)  # 10-19
+    producer.flush()
+    producer.close()
+    args = train_args(broker.client_options, topics.labeled, topics.dead_letter, tmp_path / "s")
+    args += ["--store-ttl-hours", "1", "--evict-every-hours", "1"]
+    store = tmp_path / "s"
+
+    def crash(self: CachedEmbeddings, *_: object) -> None:
+        raise RuntimeError("killed mid-eviction")
+
+    monkeypatch.setattr(CachedEmbeddings, "evict", crash)
+    daemon = open_daemon(settings_for(args, topics), TrainMetrics(CollectorRegistry(), "deepfm"))
+    with daemon, pytest.raises(RuntimeError, match="mid-eviction"):
+        while True:  # until the first batch three hours on makes the eviction due
+            batch = daemon.feed.take(5.0)
+            assert batch is not None, f"no eviction by {daemon.positions}"
+            daemon.step(batch)
+    interrupted = stored(store)
+    assert interrupted["evicting_ms"] >= T0 + 3 * 3_600_000
+    assert interrupted["labeled"] == {"0": [11, 0]}  # the crossing batch, learned
+
+    monkeypatch.undo()
+    registry = CollectorRegistry()
+    again = open_daemon(settings_for(args, topics), TrainMetrics(registry, "deepfm"))
+    _run_until(again, lambda: again.positions.get(0) == (20, 0))
+    # The 40 users of three hours before, unseen for more than the TTL, and only they.
+    assert (
+        registry.get_sample_value("fmstream_train_store_rows_evicted_total", {"reason": "ttl"})
+        == 40
+    )
+    after = stored(store)
+    assert after["evicting_ms"] is None and after["examples_seen"] == 1280
+    assert after["evict_next_ms"] > interrupted["evicting_ms"]

@@ -26,6 +26,7 @@ from deploy.settings.tables import TopicSettings
 from deploy.wiring import cached_source
 from model.features import FeatureEncoder
 from model.trainer import row_layout
+from store.delta import apply_delta
 from store.row_store import RowStore
 from stream.events import DAY_MS
 from tests.clikit import run_fmstream
@@ -54,6 +55,27 @@ def _snapshot_scores(
         return trainer.predict_proba_many(FeatureEncoder(schema).encode(feats))
     finally:
         rows.close()
+
+
+def _check_delta(root: Path, version: int, scratch: Path, width: int) -> None:
+    """The snapshot's delta applied to a copy of its parent gives the snapshot's rows;
+    its parent is the last promoted one (a refused snapshot in between is skipped)."""
+    manifest = verify(root / f"{version:012d}")
+    promoted = [v for v in range(1, version) if verify(root / f"{v:012d}")["gate"]["promoted"]]
+    assert verify(root / "000000000001")["delta"] is None  # nothing to start from
+    delta = manifest["delta"]
+    assert delta["parent"] == promoted[-1] and delta["file"] in manifest["files"]
+    shutil.copytree(root / f"{promoted[-1]:012d}" / ROWS, scratch)
+    full = RowStore(root / f"{version:012d}" / ROWS, width, read_only=True)
+    rebuilt = RowStore(scratch, width)
+    try:
+        assert apply_delta(rebuilt, root / f"{version:012d}" / delta["file"]) == delta["ids"]
+        ids = full.ids()
+        assert len(ids) > 0 and np.array_equal(rebuilt.ids(), ids)
+        np.testing.assert_array_equal(rebuilt.get_records(ids)[0], full.get_records(ids)[0])
+    finally:
+        rebuilt.close()
+        full.close()
 
 
 def test_snapshots_verify_score_like_the_trainer_and_the_gate_refuses_flipped_labels(
@@ -107,6 +129,8 @@ def test_snapshots_verify_score_like_the_trainer_and_the_gate_refuses_flipped_la
         assert sorted(p.name for p in root.iterdir()) == [
             *(f"{v:012d}" for v in range(1, 5)), LATEST,
         ]  # fmt: skip
+        width = row_layout(daemon.trainer.model_config, daemon.trainer.config).width
+        _check_delta(root, 4, tmp_path / "rebuilt", width)
 
     # The operator's side: list, verify, roll back (announced), promote a refused one.
     where = ["--snapshot-dir", str(tmp_path / "s-snapshots"), "--model", "deepfm"]

@@ -101,3 +101,17 @@ def test_a_delta_carries_the_changes_of_every_session_since_the_checkpoint(
         [[1.0] * W, [1.0] * W, [2.0] * W, [2.0] * W],
     )
     rebuilt.close()
+
+
+def test_a_checkpoint_that_keeps_the_change_log_leaves_the_next_delta_whole(
+    tmp_path: Path,
+) -> None:
+    store = RowStore(tmp_path / "live", W)
+    store.write(np.arange(3, dtype=np.int64), np.ones((3, W), dtype=np.float32))
+    store.checkpoint(tmp_path / "promoted", extras={"base": b"1"})
+    store.write(np.array([7], dtype=np.int64), np.ones((1, W), dtype=np.float32))
+    store.checkpoint(tmp_path / "refused", restart_changes=False, extras={"base": b"2"})
+    store.write(np.array([8], dtype=np.int64), np.ones((1, W), dtype=np.float32))
+    assert store.changed_ids().tolist() == [7, 8]  # both, since "promoted"
+    assert store.extra("base") == b"1"
+    store.close()

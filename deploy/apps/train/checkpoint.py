@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from store.cache import CachedEmbeddings
 from store.row_store import RowStore
 
 TRAINER, SCHEMA, MODEL, ADMISSION = "trainer", "schema", "model", "admission"
+_TIMES = ("newest_ms", "evict_next_ms", "evicting_ms")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class Resumed:
     examples_seen: int
     schema: FeatureSchema | None
     newest_ms: int | None = None
+    evict_next_ms: int | None = None  # when the next store eviction is due
+    evicting_ms: int | None = None  # an eviction at this event time was interrupted
 
 
 def model_description(model: ModelConfig, trainer: TrainerConfig) -> dict[str, Any]:
@@ -61,11 +64,13 @@ def schema_from_json(raw: list[dict[str, Any]]) -> FeatureSchema:
 def save(
     source: CachedEmbeddings,
     positions: Positions,
-    newest_ms: int | None,
+    times: Mapping[str, int | None],
     learned: tuple[OnlineTrainer, FeatureSchema, Admission | None] | None,
 ) -> int:
-    """Writes the checkpoint; returns the rows it wrote. `learned` None: nothing was
-    learned yet (every event so far was dead-lettered), only the position moves."""
+    """Writes the checkpoint; returns the rows it wrote. `times`: the event times a
+    restart needs (`newest_ms`, `evict_next_ms`, `evicting_ms`, read back in
+    `Resumed`). `learned` None: nothing was learned yet (every event so far was
+    dead-lettered), only the position moves."""
     extras: dict[str, bytes] = {}
     seen = 0
     if learned is not None:
@@ -84,7 +89,7 @@ def save(
     position = {
         "labeled": {str(p): list(at) for p, at in sorted(positions.items())},
         "examples_seen": seen,
-        "newest_ms": newest_ms,
+        **{name: times.get(name) for name in _TIMES},
     }
     return source.flush(position, extras)
 
@@ -102,9 +107,9 @@ def resume_point(store: RowStore, model: ModelConfig, trainer: TrainerConfig) ->
         return Resumed({}, 0, None)
     positions = {int(p): (int(o), int(i)) for p, (o, i) in position["labeled"].items()}
     raw_model, raw_schema = store.extra(MODEL), store.extra(SCHEMA)
-    newest = position.get("newest_ms")
+    times = {name: position.get(name) for name in _TIMES}
     if raw_model is None or raw_schema is None:
-        return Resumed(positions, 0, None, newest)
+        return Resumed(positions, 0, None, **times)
     recorded = json.loads(raw_model)
     wanted = json.loads(json.dumps(model_description(model, trainer)))
     if recorded != wanted:
@@ -115,7 +120,7 @@ def resume_point(store: RowStore, model: ModelConfig, trainer: TrainerConfig) ->
             "point --store-dir at a new directory"
         )
     schema = schema_from_json(json.loads(raw_schema))
-    return Resumed(positions, int(position["examples_seen"]), schema, newest)
+    return Resumed(positions, int(position["examples_seen"]), schema, **times)
 
 
 def restore(store: RowStore, trainer: OnlineTrainer, admission: Admission | None) -> None:

@@ -76,7 +76,17 @@ def open_daemon(settings: Settings, metrics: TrainMetrics) -> TrainDaemon:
         def admission(schema: FeatureSchema) -> Admission | None:
             return admission_for(train, schema.fields)
 
-        daemon = TrainDaemon(parts, model, config, cfg, metrics, time.monotonic, resumed, admission)
+        daemon = TrainDaemon(
+            parts,
+            model,
+            config,
+            cfg,
+            metrics,
+            time.monotonic,
+            resumed,
+            admission,
+            train.eviction(stored=True),
+        )
         stack.pop_all()
     return daemon
 

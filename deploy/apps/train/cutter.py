@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from stream.errors import RecordError
-from stream.events import LabeledEvent, decode_labeled_record, encode_labeled
+from stream.events import DAY_MS, LabeledEvent, decode_labeled_record, encode_labeled
 from stream.kafka.labeled_reader import LabeledRecord
 
 # partition -> (next offset, index of the next event in that record)
@@ -69,6 +69,8 @@ class Cutter:
         self._events = 0
         self._reasons: Counter[str] = Counter()
         self.newest_ts = newest_ts
+        # The newest event day cut so far: a batch never reaches past it into the next.
+        self._cut_day = newest_ts // DAY_MS if newest_ts is not None else None
 
     @property
     def pending(self) -> int:
@@ -168,15 +170,24 @@ class Cutter:
         self._events += event is not None
 
     def cut(self, limit: int) -> Cut:
-        """Up to `limit` events from the front, with every marker before the next event."""
+        """Up to `limit` events from the front, with every marker before the next event.
+        The first event of a new event day starts a batch: what was learned before it
+        is the model at that day's end (late events of earlier days may come after)."""
         events: list[LabeledEvent] = []
         sources: list[tuple[int, int, int]] = []
         after: Positions = {}
         entries = self._entries
         while entries and (entries[0].event is None or len(events) < limit):
+            event = entries[0].event
+            if event is not None:
+                day = event.ts // DAY_MS
+                newest = day if self._cut_day is None else self._cut_day
+                if events and day > newest:
+                    break
+                self._cut_day = max(day, newest)
             entry = entries.popleft()
-            if entry.event is not None:
-                events.append(entry.event)
+            if event is not None:
+                events.append(event)
                 sources.append(entry.source)
             after[entry.source[0]] = entry.after
         self._events -= len(events)

@@ -24,9 +24,10 @@ from deploy.apps.train.cutter import Positions
 from deploy.apps.train.feed import Batch, Feed
 from deploy.apps.train.metrics import Progressive, TrainMetrics
 from deploy.apps.train.publish import Publisher
+from deploy.batch.eviction import EvictionSchedule
 from deploy.batch.learners import progressive_step
 from deploy.runtime.signals import StopRequested
-from deploy.settings.train import TrainDaemonSettings
+from deploy.settings.train import EvictionPolicy, TrainDaemonSettings
 from model.ctr_metrics import StreamingMetrics
 from model.features import FeatureSchema
 from model.trainer import OnlineTrainer, TrainerConfig
@@ -74,6 +75,7 @@ class TrainDaemon:
         clock: Callable[[], float],
         resumed: Resumed,
         admission_for: AdmissionFor,
+        eviction: EvictionPolicy | None = None,
     ) -> None:
         self._parts = parts
         self._model = model
@@ -91,6 +93,8 @@ class TrainDaemon:
         self._interval = StreamingMetrics()  # progressive, since the last snapshot
         self._publish_requested = threading.Event()
         self._next_checkpoint = clock() + settings.checkpoint_interval_s
+        self._eviction = EvictionSchedule(eviction, resumed.evict_next_ms)
+        self._evicting = resumed.evicting_ms
         self._dirty = False
         self._stack = ExitStack()
         if self.schema is not None:
@@ -122,6 +126,8 @@ class TrainDaemon:
     def run(self, stop: StopRequested) -> None:
         """Trains until `stop` is set, then checkpoints what it learned."""
         with self:
+            if self._evicting is not None:  # interrupted by a crash: finished first
+                self._evict(self._evicting)
             while not stop.is_set():
                 batch = self._parts.feed.take(_TAKE_S)
                 if batch is not None:
@@ -155,6 +161,8 @@ class TrainDaemon:
             self._metrics.examples.labels(self._model.name).inc(len(cut.events))
         self.positions.update(cut.after)
         self._dirty = self._dirty or bool(cut.after)
+        if self.newest_ms is not None and self._eviction.due(self.newest_ms):
+            self._evict(self.newest_ms)
 
     def checkpoint(self) -> None:
         """Writes everything learned so far with the position it reflects."""
@@ -168,7 +176,12 @@ class TrainDaemon:
         learned = None
         if self.trainer is not None and self.schema is not None:
             learned = (self.trainer, self.schema, self._admission)
-        rows = checkpoint.save(self._parts.source, self.positions, self.newest_ms, learned)
+        times = {
+            "newest_ms": self.newest_ms,
+            "evict_next_ms": self._eviction.next_ms,
+            "evicting_ms": self._evicting,
+        }
+        rows = checkpoint.save(self._parts.source, self.positions, times, learned)
         self._dirty = False
         self._metrics.checkpoint_seconds.observe(self._clock() - start)
         self._metrics.checkpoint_rows.inc(rows)
@@ -208,6 +221,26 @@ class TrainDaemon:
             done.reasons,
         )
 
+    def _evict(self, now: int) -> None:
+        """Drops stale and surplus rows (`store_ttl_hours`, `store_max_rows`) as of event
+        time `now`, between two checkpoints: the first notes the eviction, so a restart
+        after a crash in it finishes it (deleting is idempotent) before learning on."""
+        policy = self._eviction.policy
+        assert policy is not None
+        self._evicting, self._dirty = now, True
+        self.checkpoint()
+        result = self._parts.source.evict(policy.expire_before(now), policy.max_rows)
+        self._evicting, self._dirty = None, True
+        self.checkpoint()
+        self._metrics.evicted(result)
+        log.info(
+            "store_evicted model=%s expired=%d trimmed=%d remaining=%d",
+            self._model.name,
+            result.expired,
+            result.trimmed,
+            result.remaining,
+        )
+
     def _build(self, schema: FeatureSchema) -> None:
         self.schema = schema
         self._admission = self._admission_for(schema)
@@ -226,3 +259,5 @@ class TrainDaemon:
         if self.trainer is not None:
             m.bounded.labels(self._model.name).set(self.trainer.bounded_steps)
             m.progressive(self._progressive)
+        if self._admission is not None:
+            m.admitted(self._admission)

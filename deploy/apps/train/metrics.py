@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from deploy.apps.train.publish import Published
 from model.ctr_metrics import BinaryMetrics, GroupedMetrics, StreamingMetrics, event_day
+from store.admission import Admission
+from store.row_store import Eviction
 
 _QUALITY = ("auc", "logloss", "normalized_entropy", "calibration")
 
@@ -95,6 +97,26 @@ class TrainMetrics:
         )
 
         self._publishing(r)
+        self._store(r)
+
+    def _store(self, r: CollectorRegistry) -> None:
+        self.evictions = Counter(
+            "fmstream_train_store_rows_evicted",
+            "rows deleted from the store by eviction, by reason (ttl, max_rows)",
+            ["reason"],
+            registry=r,
+        )
+        self.stored_rows = Gauge(
+            "fmstream_train_store_rows", "rows in the store after the last eviction", registry=r
+        )
+        self.admission = Counter(
+            "fmstream_train_admission_ids",
+            "id occurrences looked up while learning, by decision (admitted, deferred to the "
+            "field's shared row)",
+            ["decision"],
+            registry=r,
+        )
+        self._admission_seen = {"admitted": 0, "deferred": 0}
 
     def _publishing(self, r: CollectorRegistry) -> None:
         self.publish_seconds = Histogram(
@@ -125,6 +147,17 @@ class TrainMetrics:
                 self.snapshot_event_time.set(newest_ms / 1000)
         for reason in done.reasons:
             self.gate_refusals.labels(reason.split(" ")[0]).inc()
+
+    def evicted(self, eviction: Eviction) -> None:
+        self.evictions.labels("ttl").inc(eviction.expired)
+        self.evictions.labels("max_rows").inc(eviction.trimmed)
+        self.stored_rows.set(eviction.remaining)
+
+    def admitted(self, admission: Admission) -> None:
+        """Counts what `admission` decided since the last call."""
+        for decision, total in (("admitted", admission.admitted), ("deferred", admission.deferred)):
+            self.admission.labels(decision).inc(total - self._admission_seen[decision])
+            self._admission_seen[decision] = total
 
     def dead(self, reasons: Tally[str]) -> None:
         for reason, n in reasons.items():

@@ -6,6 +6,11 @@ store, which also carries the trainer state written with the rows), `dense.pt`
 snapshot is written as `.<version>.partial` and renamed when complete; a refused
 one is kept with the gate's reasons in its manifest and `LATEST` stays. `LATEST`
 is replaced by rename, so a reader sees the old version or the new one.
+
+A promoted snapshot also carries `delta-<parent>-<version>`: the rows changed
+and deleted since the last promoted snapshot (`store.delta`), for a scorer
+that holds the parent. The store's change log is restarted only by a promoted
+snapshot, so a refused one in between is skipped over, not lost.
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ from deploy.runtime.errors import DeployError
 from model.ctr_metrics import BinaryMetrics
 from model.features import FeatureSchema
 from model.trainer import OnlineTrainer
+from store.delta import export_delta
 from store.row_store import RowStore
 from stream.events import DAY_MS
 
 MANIFEST, DENSE, ROWS, LATEST = "manifest.json", "dense.pt", "rows", "LATEST"
+DELTA_BASE = "snapshot_delta_base"  # store extra: the snapshot its change log starts at
 
 
 @dataclass(frozen=True)
@@ -127,12 +134,13 @@ class Publisher:
         partial = self.dir / f".{version:012d}.partial"
         shutil.rmtree(partial, ignore_errors=True)  # left by a crash mid-publish
         partial.mkdir(parents=True)
-        store.checkpoint(partial / ROWS)
-        torch.save(trainer.model.state_dict(), partial / DENSE)
         reasons = self._gate.reasons(trainer, interval, self._trailing_ne())
+        delta = self._write_rows(store, partial, version, promoted=not reasons)
+        torch.save(trainer.model.state_dict(), partial / DENSE)
         manifest = {
             "version": version,
             "parent": self.latest(),
+            "delta": delta,
             "created_s": self._wall(),
             **state,
             "examples_seen": trainer.examples_seen,
@@ -149,6 +157,26 @@ class Publisher:
             self._promote(version, manifest)
         self.prune()
         return Published(version, final, not reasons, reasons)
+
+    def _write_rows(
+        self, store: RowStore, partial: Path, version: int, promoted: bool
+    ) -> dict[str, Any] | None:
+        """The store's checkpoint into `partial`, and for a promoted snapshot the delta
+        from the last promoted one (the change log runs from there: a refused snapshot
+        leaves it be); the delta's description for the manifest."""
+        delta = None
+        base = store.extra(DELTA_BASE)
+        parent = int(base) if base is not None else None
+        # The base was noted when its snapshot was made: a crash before the rename, or
+        # retention since, leaves no complete promoted snapshot to apply a delta to.
+        known = self.manifest(parent) if parent is not None else None
+        if promoted and parent is not None and known is not None and known["gate"]["promoted"]:
+            name = f"delta-{parent}-{version}"
+            delta = {"parent": parent, "file": name, "ids": export_delta(store, partial / name)}
+        store.checkpoint(
+            partial / ROWS, restart_changes=promoted, extras={DELTA_BASE: str(version).encode()}
+        )
+        return delta
 
     def prune(self) -> list[int]:
         """Deletes the snapshots `Retention` does not keep, and crash leftovers."""
