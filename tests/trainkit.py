@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +105,12 @@ def topic_env(topics: TopicSettings) -> dict[str, str]:
     return {f"FMSTREAM_TOPICS_{n.upper()}": getattr(topics, n) for n in sorted(names)}
 
 
-def settings_for(args: list[str], topics: TopicSettings) -> Settings:
+def settings_for(
+    args: list[str], topics: TopicSettings, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """`fmstream train`'s settings from flags and `environ` (besides the topics')."""
     parsed = build_parser().parse_args(["train", *args])
-    return resolve(parsed, train.OPTIONS, topic_env(topics), None)
+    return resolve(parsed, train.OPTIONS, {**topic_env(topics), **(environ or {})}, None)
 
 
 def stored(store: Path, model: str = "deepfm") -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.runtime.errors import ConfigError
+from deploy.settings.features import FeatureSettings
 from deploy.settings.train import HOUR_MS, TrainDaemonSettings, TrainSettings
 from model.zoo import PAPER_NAMES
 from stream.join.core import JoinConfig
@@ -241,6 +242,7 @@ class Settings:
     replay: ReplaySettings
     train: TrainSettings
     train_daemon: TrainDaemonSettings
+    features: FeatureSettings
     bench: BenchSettings
 
 
@@ -255,5 +257,6 @@ SECTIONS: dict[str, tuple[tuple[str, type], ...]] = {
     "join": (("join", JoinConfig), ("join_daemon", JoinDaemonSettings)),
     "replay": (("replay", ReplaySettings),),
     "train": (("train", TrainSettings), ("train_daemon", TrainDaemonSettings)),
+    "features": (("features", FeatureSettings),),
     "bench": (("bench", BenchSettings),),
 }

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -7,8 +8,10 @@ import pytest
 from deploy.cli import COMMON, build_parser
 from deploy.commands import demo, simulate
 from deploy.runtime.errors import ConfigError
+from deploy.settings.features import FeatureSettings, schema_toml
 from deploy.settings.resolve import resolve, unknown_environment
 from deploy.settings.tables import Settings
+from model.features import FeatureSchema, FieldSpec
 from model.sparse_optim import SparseAdagrad, SparseFTRL, SplitRows
 from model.trainer import row_layout
 from model.zoo import ModelConfig
@@ -119,6 +122,7 @@ def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
         ("[train]\ndevice = 'gpu'\n", "device must be auto, cpu, cuda or cuda:N"),
         ("[simulate]\nctr = '0.04'\n", "simulate.ctr must be a number, got the string '0.04'"),
         ("[kafka]\nbootstrap_servers = 'h:abc'\n", "must be host:port"),
+        ("[features]\ncategorical = 'a,b'\nscaled = 'b'\n", "field 'b' is declared twice"),
     ],
 )
 def test_every_setting_out_of_its_range_is_a_configuration_error(
@@ -195,3 +199,22 @@ def test_the_embedding_regularization_flags_reach_the_row_optimizer() -> None:
             {},
             None,
         )
+
+
+def test_a_features_table_declares_the_schema_and_prints_back_as_one(tmp_path: Path) -> None:
+    text = "[features]\ncategorical = 'user, item'\ncontinuous = 'price'\nscaled = 'age'\n"
+    text += "multi = 'tags'\n"
+    schema = _resolve([], {}, _toml(tmp_path, text)).features.schema()
+    assert schema == FeatureSchema(
+        (
+            FieldSpec("user"),
+            FieldSpec("item"),
+            FieldSpec("price", "continuous", "bucket"),
+            FieldSpec("age", "continuous", "scaled"),
+            FieldSpec("tags", "multi"),
+        )
+    )
+    printed = tomllib.loads(schema_toml(schema, {"user": 3}))
+    assert FeatureSettings(**printed["features"]).schema() == schema
+    assert printed["train"] == {"admit_after_fields": "user:3"}
+    assert _resolve([], {}, None).features.schema() is None  # inferred

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from deploy.batch.replay.inputs import CRITEO_SCHEMA
+from deploy.settings.features import FeatureSettings
 from tests.clikit import Ran, run_fmstream
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -48,6 +51,9 @@ def test_criteo_sample_in_two_periods_writes_every_report(tmp_path: Path) -> Non
     assert "Table 2 layout: holdout period 1" in result.stdout
     assert "| DeepFM |" in (out / "replay.md").read_text()
     assert (out / "replay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The schema it learned with, as a [features] table a trainer can declare.
+    declared = tomllib.loads((out / "features.toml").read_text())["features"]
+    assert FeatureSettings(**declared).schema() == CRITEO_SCHEMA
 
 
 def test_avazu_sample_by_the_hour_has_a_single_period(tmp_path: Path) -> None:

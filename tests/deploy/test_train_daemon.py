@@ -19,6 +19,7 @@ from deploy.local.broker import EmbeddedBroker
 from deploy.runtime.errors import ConfigError
 from deploy.runtime.signals import StopRequested
 from deploy.settings.tables import TopicSettings
+from model.features import FeatureSchema, FieldSpec
 from store.cache import CachedEmbeddings
 from stream.events import LabeledEvent
 from stream.kafka.admin import ensure_topics, topic_partitions
@@ -106,6 +107,30 @@ def test_a_restart_with_another_model_shape_is_refused_naming_both(
     assert "model.hidden_layers=1" in str(refused.value)
     assert "model.hidden_layers=2" in str(refused.value)
     assert stored(tmp_path / "store")["examples_seen"] == 200  # and the store is untouched
+
+
+def test_a_declared_schema_is_learned_with_and_a_restart_declaring_another_is_refused(
+    broker: EmbeddedBroker, make_topics: Callable[[int], TopicSettings], tmp_path: Path
+) -> None:
+    topics = make_topics(1)
+    producer = LabeledProducer(broker.client_options, topics.labeled)
+    producer.batches(labeled_events(200), partition=0, size=100)
+    producer.flush()
+    producer.close()
+    args = train_args(broker.client_options, topics.labeled, topics.dead_letter, tmp_path / "s")
+    # "hour" holds numbers: inferred, it would be continuous; declared, it is a category.
+    declared = {"FMSTREAM_FEATURES_CATEGORICAL": "user,item,hour"}
+    metrics = TrainMetrics(CollectorRegistry(), "deepfm")
+    daemon = open_daemon(settings_for(args, topics, declared), metrics)
+    _run_until(daemon, lambda: daemon.positions == {0: (2, 0)})
+    assert daemon.schema == FeatureSchema(tuple(FieldSpec(n) for n in ("user", "item", "hour")))
+
+    other = {"FMSTREAM_FEATURES_CATEGORICAL": "user,item", "FMSTREAM_FEATURES_CONTINUOUS": "hour"}
+    with pytest.raises(ConfigError) as refused:
+        open_daemon(settings_for(args, topics, other), TrainMetrics(CollectorRegistry(), "deepfm"))
+    assert 'categorical = "hour,item,user"' in str(refused.value)  # the store's
+    assert 'continuous = "hour"' in str(refused.value)  # and the configuration's
+    assert stored(tmp_path / "s")["examples_seen"] == 200
 
 
 def test_missing_output_topics_are_created_and_existing_ones_left_alone(

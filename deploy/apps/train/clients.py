@@ -14,6 +14,7 @@ from deploy.apps.train.feed import Feed
 from deploy.apps.train.metrics import TrainMetrics
 from deploy.apps.train.publish import Announce, Gate, Publisher, Retention
 from deploy.runtime.errors import ConfigError
+from deploy.settings.features import schema_toml
 from deploy.settings.tables import Settings, TopicSettings
 from deploy.wiring import admission_for, cached_source
 from model.features import FeatureSchema
@@ -46,6 +47,7 @@ def open_daemon(settings: Settings, metrics: TrainMetrics) -> TrainDaemon:
         store = RowStore(train.store_dir / model.name, layout.width)
         stack.callback(store.close)
         resumed = resume_point(store, model, config)
+        schema = _schema(store, resumed.schema, settings.features.schema())
         device = str(resolve_device(train.device))
         source = cached_source(store, layout, train.seed, train.cache_rows, device)
         reader = LabeledReader(options, settings.topics.labeled, cfg.max_poll_records)
@@ -60,7 +62,7 @@ def open_daemon(settings: Settings, metrics: TrainMetrics) -> TrainDaemon:
         feed = Feed(
             reader,
             cutter,
-            resumed.schema,
+            schema,
             train.batch_size,
             cfg.max_batch_wait_ms / 1000,
             time.monotonic,
@@ -89,6 +91,19 @@ def open_daemon(settings: Settings, metrics: TrainMetrics) -> TrainDaemon:
         )
         stack.pop_all()
     return daemon
+
+
+def _schema(
+    store: RowStore, recorded: FeatureSchema | None, declared: FeatureSchema | None
+) -> FeatureSchema | None:
+    """The schema to encode with: the store's, which a declared one must equal."""
+    if recorded is not None and declared is not None and recorded != declared:
+        raise ConfigError(
+            f"the store at {store.path} was trained with the feature schema\n"
+            f"{schema_toml(recorded)}but the configuration declares\n{schema_toml(declared)}"
+            "declare the store's schema, or point --store-dir at a new directory"
+        )
+    return recorded or declared
 
 
 def _ensure_outputs(options: ClientOptions, topics: TopicSettings) -> None:

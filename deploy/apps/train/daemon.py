@@ -27,6 +27,7 @@ from deploy.apps.train.publish import Publisher
 from deploy.batch.eviction import EvictionSchedule
 from deploy.batch.learners import progressive_step
 from deploy.runtime.signals import StopRequested
+from deploy.settings.features import schema_toml
 from deploy.settings.train import EvictionPolicy, TrainDaemonSettings
 from model.ctr_metrics import StreamingMetrics
 from model.features import FeatureSchema
@@ -145,7 +146,9 @@ class TrainDaemon:
         if batch.encoded is not None:
             if self.trainer is None:
                 assert self._parts.feed.encoder is not None
-                self._build(self._parts.feed.encoder.schema)
+                schema = self._parts.feed.encoder.schema
+                self._build(schema)
+                log.info("feature_schema (recorded in the store):\n%s", schema_toml(schema))
             assert self.trainer is not None
             ts = np.fromiter((e.ts for e in cut.events), np.int64, len(cut.events))
             if self.newest_ms is not None and int(ts.max()) // DAY_MS > self.newest_ms // DAY_MS:

@@ -136,6 +136,12 @@ class PeriodReplay:
         self.events = 0
         self.out_of_order = 0
 
+    @property
+    def schema(self) -> FeatureSchema | None:
+        """The feature schema the models learn with (None before the first batch)."""
+        encoder = self._learners.encoder
+        return encoder.schema if encoder is not None else None
+
     def add(self, event: LabeledEvent) -> None:
         period = self._period_of(event.ts)
         if self._period is not None and period < self._period:

@@ -21,6 +21,7 @@ from deploy.batch.replay.inputs import OpenedInput, open_input
 from deploy.batch.replay.protocol import PeriodReplay
 from deploy.batch.replay.via_kafka import labeled_via_kafka
 from deploy.runtime.errors import ConfigError, ReplayInputError
+from deploy.settings.features import schema_toml
 from deploy.settings.tables import Settings
 from deploy.settings.train import TrainSettings
 from deploy.wiring import admission_for, embedding_source, prepare_store
@@ -166,6 +167,8 @@ def run_replay(
             census.add(event.features)
             protocol.add(event)
     protocol.finish()
+    if protocol.schema is not None:  # for a trainer to declare in [features]
+        (out / "features.toml").write_text(schema_toml(protocol.schema, train.field_thresholds()))
     bad.check(protocol.events)
     if bad.count:
         log.warning("replay_bad_rows count=%d first=%s", bad.count, "; ".join(bad.first))
