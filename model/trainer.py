@@ -186,9 +186,9 @@ class OnlineTrainer:
                 check_invariants=False,
             )
         sparse = SparseBatch(
-            index=torch.from_numpy(entries.inverse).to(self.device),
-            x=torch.from_numpy(batch.x).to(self.device),
-            slot=torch.from_numpy(batch.slot).to(self.device),
+            index=self._moved(entries.inverse),
+            x=self._moved(batch.x),
+            slot=self._moved(batch.slot),
             batch_size=batch.batch_size,
             num_fields=batch.num_fields,
             single_fields=batch.single_fields,
@@ -196,6 +196,14 @@ class OnlineTrainer:
             unit_x=batch.unit_x,
         )
         return unique, rows, sparse
+
+    def _moved(self, array: np.ndarray) -> torch.Tensor:
+        """`array` on the trainer's device; to CUDA through pinned memory, without
+        waiting for the copy (the stream orders it before the kernels that read it)."""
+        tensor = torch.from_numpy(array)
+        if self.device.type != "cuda":
+            return tensor
+        return tensor.pin_memory().to(self.device, non_blocking=True)
 
     @torch.no_grad()
     def _start_at_base_rate(self, labels: np.ndarray) -> None:
@@ -226,7 +234,7 @@ class OnlineTrainer:
             self.model.train()
         # The leaf shares the rows' memory: nothing writes to either before backward.
         params = rows[:, :p].detach().requires_grad_(True)
-        y = torch.as_tensor(labels, dtype=torch.float32, device=self.device)
+        y = self._moved(np.asarray(labels, dtype=np.float32))
 
         logits = self.model(params, sparse)
         loss = F.binary_cross_entropy_with_logits(logits, y)

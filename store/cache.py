@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -65,6 +66,16 @@ _PER_SLOT = (
 # The cache starts this small and doubles up to its capacity, so that a small run
 # (or a snapshot read by few requests) holds what it uses, not the capacity.
 INITIAL_ROWS = 1 << 16
+
+
+@dataclass(frozen=True)
+class ChangedRows:
+    """Rows not yet written to the store: ids, rows [N, width], counts, last-seen."""
+
+    ids: np.ndarray
+    rows: np.ndarray
+    counts: np.ndarray
+    seen: np.ndarray
 
 
 class CachedEmbeddings:
@@ -165,6 +176,17 @@ class CachedEmbeddings:
     ) -> int:
         """Writes every changed row, `position` and the writer's `extras` (`RowStore.write`)
         atomically; returns the rows written."""
+        changed = self.changed()
+        self.store.write(
+            changed.ids, changed.rows, position, changed.counts, changed.seen, extras=extras
+        )
+        self._dirty[:] = False
+        self._written_back.clear()
+        return len(changed.ids)
+
+    def changed(self) -> ChangedRows:
+        """A copy of every row changed since the last flush (held in the cache or
+        written back from it), with counts and last-seen times: what a flush writes."""
         dirty = np.flatnonzero(self._dirty)
         ids = [self._id_at[dirty]]
         rows = [self._slab[torch.from_numpy(dirty).to(self._device)].cpu().numpy()]
@@ -175,18 +197,9 @@ class CachedEmbeddings:
             rows.append(np.stack([p[0] for p in pending]))
             counts.append(np.array([p[1] for p in pending], dtype=np.int64))
             seen.append(np.array([p[2] for p in pending], dtype=np.int64))
-        all_ids = np.concatenate(ids)
-        self.store.write(
-            all_ids,
-            np.concatenate(rows),
-            position,
-            np.concatenate(counts),
-            np.concatenate(seen),
-            extras=extras,
+        return ChangedRows(
+            np.concatenate(ids), np.concatenate(rows), np.concatenate(counts), np.concatenate(seen)
         )
-        self._dirty[:] = False
-        self._written_back.clear()
-        return len(all_ids)
 
     def reader_over(self, snapshot: RowStore) -> CachedEmbeddings:
         """A read-only cache over `snapshot` (a checkpoint of this cache's store, taken

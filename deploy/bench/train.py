@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+import tempfile
 import time
+from collections.abc import Sized
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from deploy.batch.replay.inputs import CRITEO_SCHEMA
+from deploy.wiring import cached_source
 from model.features import EncodedBatch, FeatureEncoder
-from model.trainer import OnlineTrainer, TrainerConfig
+from model.trainer import OnlineTrainer, TrainerConfig, resolve_device, row_layout
 from model.zoo import PAPER_NAMES, ModelConfig
+from store.row_store import RowStore
 
 # Distinct values of C1..C26 in the Criteo Kaggle release (7 days, 45M rows).
 CRITEO_CARDINALITY = (
@@ -88,20 +94,63 @@ def bench_encode(
     }
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where a benchmark trains: the device, and the rows in RocksDB behind a
+    `cache_rows` cache (`store`) or in memory."""
+
+    device: str = "cpu"
+    store: bool = False
+    cache_rows: int = 1_000_000
+
+
 def bench_model(
     name: str,
     batches: list[tuple[EncodedBatch, np.ndarray]],
     probe: Matmul,
     warmup: int = 3,
     max_logit_step: float = TrainerConfig.max_logit_step,
+    target: Target = Target(),
 ) -> dict[str, Any]:
     """One timed run; each step is paired with a `probe` matmul timed right after it.
     Every run groups its batches' ids afresh (a batch caches its grouping)."""
+    with tempfile.TemporaryDirectory(prefix="fmstream-bench-train-") as tmp:
+        return _bench_model(name, batches, probe, warmup, max_logit_step, target, Path(tmp))
+
+
+def _bench_model(
+    name: str,
+    batches: list[tuple[EncodedBatch, np.ndarray]],
+    probe: Matmul,
+    warmup: int,
+    max_logit_step: float,
+    target: Target,
+    tmp: Path,
+) -> dict[str, Any]:
     batches = [(dataclasses.replace(b), y) for b, y in batches]
     # FNN is timed in its DNN phase, past the FM pre-training.
     config = ModelConfig(name=name, fnn_pretrain_examples=0)
-    trainer_config = TrainerConfig(device="cpu", max_logit_step=max_logit_step)
-    trainer = OnlineTrainer(config, len(CRITEO_SCHEMA.fields), trainer_config)
+    trainer_config = TrainerConfig(device=target.device, max_logit_step=max_logit_step)
+    source = None
+    if target.store:
+        layout = row_layout(config, trainer_config)
+        store = RowStore(tmp / "rows", layout.width)
+        device = str(resolve_device(target.device))
+        source = cached_source(store, layout, 0, target.cache_rows, device)
+    trainer = OnlineTrainer(config, len(CRITEO_SCHEMA.fields), trainer_config, source)
+    try:
+        return _timed(trainer, batches, probe, warmup)
+    finally:
+        if source is not None:
+            source.store.close()
+
+
+def _timed(
+    trainer: OnlineTrainer,
+    batches: list[tuple[EncodedBatch, np.ndarray]],
+    probe: Matmul,
+    warmup: int,
+) -> dict[str, Any]:
     for b, y in batches[:warmup]:
         trainer.learn_many(b, y)
     size = batches[0][0].batch_size
@@ -119,12 +168,15 @@ def bench_model(
         "forward_flops": forward,
         "gflops": flops / per_step / 1e9,
         "interleaved_share": statistics.median(shares),
-        "rows_touched": len(trainer.source),  # type: ignore[arg-type]
+        "rows_touched": len(trainer.source) if isinstance(trainer.source, Sized) else None,
     }
 
 
 def bench_model_runs(
-    name: str, batches: list[tuple[EncodedBatch, np.ndarray]], repeat: int
+    name: str,
+    batches: list[tuple[EncodedBatch, np.ndarray]],
+    repeat: int,
+    target: Target = Target(),
 ) -> dict[str, Any]:
     """`repeat` timed runs of one model, each between two best-window ceiling measurements
     and with a matmul probe after every step."""
@@ -133,12 +185,13 @@ def bench_model_runs(
     runs, unbounded = [], []
     for _ in range(repeat):
         before = best_window(probe)
-        run = bench_model(name, batches, probe)
+        run = bench_model(name, batches, probe, target=target)
         run["ceiling"] = max(before, best_window(probe))
         run["best_window_share"] = run["gflops"] / run["ceiling"]
         runs.append(run)
         # The same steps without max_logit_step's two sample forwards, beside them.
-        unbounded.append(bench_model(name, batches, probe, max_logit_step=0.0)["examples_per_s"])
+        plain = bench_model(name, batches, probe, max_logit_step=0.0, target=target)
+        unbounded.append(plain["examples_per_s"])
 
     def median(key: str) -> float:
         return float(statistics.median(r[key] for r in runs))

@@ -20,20 +20,24 @@ import torch
 from deploy.apps.simulate.driver import run_simulation
 from deploy.batch.replay.inputs import CRITEO_SCHEMA
 from deploy.bench.join import bench_join
+from deploy.bench.publish import bench_publish
 from deploy.bench.quality import bench_quality
 from deploy.bench.replay import bench_replay
 from deploy.bench.store import bench_store, bench_training
 from deploy.bench.train import (
+    Target,
     bench_encode,
     bench_model_runs,
     criteo_like_events,
     matmul_gflops,
 )
+from deploy.bench.train_stream import bench_freshness, bench_train_stream
 from deploy.commands.common import SIMULATION
 from deploy.runtime.errors import ConfigError
 from deploy.settings.resolve import Option
 from deploy.settings.tables import BenchSettings, Settings
 from model.features import FeatureEncoder
+from model.trainer import resolve_device
 from model.zoo import canonical_name
 from stream.files import JsonlRecordSink
 from stream.simulate.truth import TruthWriter
@@ -55,10 +59,23 @@ OPTIONS: list[Option] = [
     Option("bench.quality_seeds", "--seeds", "quality: seeds per log (FMSTREAM_TRAIN_* apply)"),
     Option("topics.partitions", "--partitions", "join: partitions of the benchmark's topics"),
     Option("bench.models", "--bench-models", "train: comma-separated models"),
+    Option("train.device", "--device", "train: auto (CUDA when present), cpu, cuda or cuda:N"),
+    Option("train.store", "--store", "train: memory, or rocksdb (behind --cache-rows)"),
+    Option("train.cache_rows", "--cache-rows", "train: rows of the hot-row cache"),
     Option("bench.batches", "--batches", "train: comma-separated batch sizes"),
     Option("bench.steps", "--steps", "train: timed steps per model and batch size"),
-    Option("bench.store_rows", "--store-rows", "store: rows in the RocksDB store"),
-    Option("bench.cache_rows", "--bench-cache-rows", "store: rows the hot-row cache holds"),
+    Option("bench.store_rows", "--store-rows", "store, publish: rows in the RocksDB store"),
+    Option("bench.stream_events", "--stream-events", "train-stream: labeled events"),
+    Option(
+        "bench.freshness_interval_s",
+        "--freshness-interval-s",
+        "freshness: the trainer's publish interval",
+    ),
+    Option("bench.freshness_s", "--freshness-s", "freshness: seconds of traffic"),
+    Option("bench.freshness_rate", "--freshness-rate", "freshness: labeled events per second"),
+    Option(
+        "bench.cache_rows", "--bench-cache-rows", "store, publish: rows the hot-row cache holds"
+    ),
     Option(
         "bench.batch_unique_ids",
         "--batch-unique-ids",
@@ -70,7 +87,18 @@ OPTIONS: list[Option] = [
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "what",
-        choices=["simulate", "train", "encode", "store", "join", "replay", "quality"],
+        choices=[
+            "simulate",
+            "train",
+            "train-stream",
+            "freshness",
+            "publish",
+            "encode",
+            "store",
+            "join",
+            "replay",
+            "quality",
+        ],
         help="what to benchmark",
     )
 
@@ -123,7 +151,7 @@ def bench_simulate(settings: Settings, repeat: int) -> dict[str, Any]:
     }
 
 
-def bench_train(cfg: BenchSettings, repeat: int) -> dict[str, Any]:
+def bench_train(cfg: BenchSettings, repeat: int, target: Target) -> dict[str, Any]:
     """Examples/s per model at the paper's settings, against the machine's matmul ceiling."""
     try:
         models = [canonical_name(m) for m in cfg.models.split(",") if m]
@@ -141,12 +169,13 @@ def bench_train(cfg: BenchSettings, repeat: int) -> dict[str, Any]:
             for i in range(0, size * steps, size)
         ]
         for name in models:
-            row = bench_model_runs(name, batches, repeat)
+            row = bench_model_runs(name, batches, repeat, target)
             log.info("bench_train %s", row)
             results.append(row)
     return {
         "benchmark": "train",
-        "source": "in-memory",
+        "device": str(resolve_device(target.device)),
+        "source": f"RocksDB, {target.cache_rows}-row cache" if target.store else "in-memory",
         "settings": "k=10, 400-400-400, relu (tanh for IPNN), dropout keep 0.5, Adam",
         "matmul_gflops_at_start": {k: round(v, 1) for k, v in ceiling.items()},
         "ceiling": "share_of_matmul_ceiling: each step against a [batch, 400] @ [400, 400] "
@@ -172,13 +201,23 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         result = bench_quality(cfg.quality_seeds)
     elif args.what == "join":
         result = bench_join(settings, repeat, settings.topics.partitions)
+    elif args.what == "train-stream":
+        result = bench_train_stream(settings, cfg.stream_events)
+    elif args.what == "freshness":
+        result = bench_freshness(
+            settings, cfg.freshness_interval_s, cfg.freshness_s, cfg.freshness_rate
+        )
+    elif args.what == "publish":
+        result = bench_publish(cfg.store_rows, cfg.cache_rows)
     elif args.what == "store":
         result = {
             **bench_store(cfg.store_rows, cfg.cache_rows, cfg.batch_unique_ids),
             **bench_training(min(cfg.cache_rows, 1_000_000)),
         }
     else:
-        result = bench_train(cfg, repeat)
+        train = settings.train
+        target = Target(train.device, train.store == "rocksdb", train.cache_rows)
+        result = bench_train(cfg, repeat, target)
     # The machine's load while it ran: the figures mean little without it.
     result["load_avg_1m"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result, indent=2), flush=True)

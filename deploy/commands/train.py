@@ -6,10 +6,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from apscheduler.schedulers.background import BackgroundScheduler
-
 from deploy.apps.train.clients import open_daemon, the_model
 from deploy.apps.train.metrics import TrainMetrics
+from deploy.apps.train.schedule import scheduled
 from deploy.commands.common import KAFKA, TRAIN
 from deploy.runtime.metrics_server import serve_metrics
 from deploy.runtime.signals import stop_on_signals
@@ -102,13 +101,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             settings.train.store_dir,
             daemon.positions,
         )
-        scheduler = BackgroundScheduler(timezone="UTC")
-        if cfg.publish_interval_s:
-            scheduler.add_job(daemon.request_publish, "interval", seconds=cfg.publish_interval_s)
-        scheduler.start()
-        try:
+        with scheduled(daemon, cfg):
             daemon.run(stop)
-        finally:
-            scheduler.shutdown(wait=False)
     log.info("trainer_stopped positions=%s", daemon.positions)
     return 0

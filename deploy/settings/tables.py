@@ -227,6 +227,10 @@ class BenchSettings:
     replay_models: str = "deepfm"
     replay_small_cache_rows: int = 100_000
     quality_seeds: int = 3
+    stream_events: int = 200_000
+    freshness_interval_s: float = 10.0
+    freshness_s: float = 60.0
+    freshness_rate: int = 2_000
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,16 @@ from deploy.apps.train.checkpoint import open_trained
 from deploy.apps.train.clients import open_daemon
 from deploy.apps.train.daemon import TrainDaemon
 from deploy.apps.train.metrics import TrainMetrics
-from deploy.apps.train.publish import DENSE, LATEST, ROWS, Gate, Publisher, Retention, verify
+from deploy.apps.train.publish import (
+    DENSE,
+    LATEST,
+    ROWS,
+    Gate,
+    Published,
+    Publisher,
+    Retention,
+    verify,
+)
 from deploy.local.broker import EmbeddedBroker
 from deploy.runtime.errors import DeployError
 from deploy.settings.tables import TopicSettings
@@ -39,6 +48,12 @@ def _learn_until(daemon: TrainDaemon, offset: int) -> None:
         batch = daemon.feed.take(5.0)
         assert batch is not None, f"no input at {daemon.positions}"
         daemon.step(batch)
+
+
+def _publish(daemon: TrainDaemon) -> Published:
+    pending = daemon.publish("interval")
+    assert pending is not None
+    return pending.result()
 
 
 def _snapshot_scores(
@@ -100,7 +115,7 @@ def test_snapshots_verify_score_like_the_trainer_and_the_gate_refuses_flipped_la
     with daemon:
         _learn_until(daemon, 90)
         (root / ".000000000002.partial").mkdir(parents=True)  # a crash mid-publish
-        daemon.publish("interval")
+        _publish(daemon)
         assert (root / LATEST).read_text() == "1"
         first = root / "000000000001"
         manifest = verify(first)
@@ -113,16 +128,16 @@ def test_snapshots_verify_score_like_the_trainer_and_the_gate_refuses_flipped_la
         np.testing.assert_array_equal(_snapshot_scores(first, args, topics, probe), expected)
 
         _learn_until(daemon, 120)  # the flipped stretch
-        daemon.publish("interval")
+        _publish(daemon)
         refused = verify(root / "000000000002")
         assert refused["gate"]["promoted"] is False
         assert any(r.startswith("ne_regression") for r in refused["gate"]["reasons"])
         assert (root / LATEST).read_text() == "1"
 
         _learn_until(daemon, 210)  # the model recovers...
-        daemon.publish("interval")
+        _publish(daemon)
         _learn_until(daemon, 300)  # ...and is good again
-        daemon.publish("interval")
+        _publish(daemon)
         last = verify(root / "000000000004")
         assert last["gate"] == {"promoted": True, "reasons": []}
         assert (root / LATEST).read_text() == "4"

@@ -67,18 +67,27 @@ def save(
     times: Mapping[str, int | None],
     learned: tuple[OnlineTrainer, FeatureSchema, Admission | None] | None,
 ) -> int:
-    """Writes the checkpoint; returns the rows it wrote. `times`: the event times a
-    restart needs (`newest_ms`, `evict_next_ms`, `evicting_ms`, read back in
-    `Resumed`). `learned` None: nothing was learned yet (every event so far was
-    dead-lettered), only the position moves."""
+    """Writes the checkpoint; returns the rows it wrote."""
+    return source.flush(*state(positions, times, learned))
+
+
+def state(
+    positions: Positions,
+    times: Mapping[str, int | None],
+    learned: tuple[OnlineTrainer, FeatureSchema, Admission | None] | None,
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The position and the extras a checkpoint writes with the rows. `times`: the
+    event times a restart needs (`newest_ms`, `evict_next_ms`, `evicting_ms`, read
+    back in `Resumed`). `learned` None: nothing was learned yet (every event so far
+    was dead-lettered), only the position moves."""
     extras: dict[str, bytes] = {}
     seen = 0
     if learned is not None:
         trainer, schema, admission = learned
         seen = trainer.examples_seen
-        state = io.BytesIO()
-        torch.save(trainer.state_dict(), state)
-        extras[TRAINER] = state.getvalue()
+        buffer = io.BytesIO()
+        torch.save(trainer.state_dict(), buffer)
+        extras[TRAINER] = buffer.getvalue()
         extras[SCHEMA] = json.dumps(schema_to_json(schema)).encode()
         description = model_description(trainer.model_config, trainer.config)
         extras[MODEL] = json.dumps(description).encode()
@@ -91,7 +100,7 @@ def save(
         "examples_seen": seen,
         **{name: times.get(name) for name in _TIMES},
     }
-    return source.flush(position, extras)
+    return position, extras
 
 
 def resume_point(store: RowStore, model: ModelConfig, trainer: TrainerConfig) -> Resumed:

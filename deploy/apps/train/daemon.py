@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,7 +24,7 @@ from deploy.apps.train.checkpoint import Resumed
 from deploy.apps.train.cutter import Positions
 from deploy.apps.train.feed import Batch, Feed
 from deploy.apps.train.metrics import Progressive, TrainMetrics
-from deploy.apps.train.publish import Publisher
+from deploy.apps.train.publish import Captured, Published, Publisher, Unwritten
 from deploy.batch.eviction import EvictionSchedule
 from deploy.batch.learners import progressive_step
 from deploy.runtime.signals import StopRequested
@@ -97,6 +98,8 @@ class TrainDaemon:
         self._eviction = EvictionSchedule(eviction, resumed.evict_next_ms)
         self._evicting = resumed.evicting_ms
         self._dirty = False
+        self._finisher = ThreadPoolExecutor(1, thread_name_prefix="fmstream-publish")
+        self._pending: Future[Published] | None = None
         self._stack = ExitStack()
         if self.schema is not None:
             self._build(self.schema)
@@ -117,6 +120,7 @@ class TrainDaemon:
                 stack.callback(parts.announcer.close)
             stack.callback(parts.reader.close)
             stack.callback(parts.feed.stop)
+            stack.callback(self._finisher.shutdown)  # before the announcer closes
             parts.feed.start()
             self._stack = stack.pop_all()
         return self
@@ -138,6 +142,7 @@ class TrainDaemon:
                     self.publish("interval")
                 if self._clock() >= self._next_checkpoint:
                     self.checkpoint()
+            self.wait_published()
             self.checkpoint()
 
     def step(self, batch: Batch) -> None:
@@ -176,15 +181,7 @@ class TrainDaemon:
         start = self._clock()
         # Dead letters of events the checkpoint moves past must be durable first.
         self._parts.dead_letters.flush()
-        learned = None
-        if self.trainer is not None and self.schema is not None:
-            learned = (self.trainer, self.schema, self._admission)
-        times = {
-            "newest_ms": self.newest_ms,
-            "evict_next_ms": self._eviction.next_ms,
-            "evicting_ms": self._evicting,
-        }
-        rows = checkpoint.save(self._parts.source, self.positions, times, learned)
+        rows = checkpoint.save(self._parts.source, self.positions, self._times(), self._learned())
         self._dirty = False
         self._metrics.checkpoint_seconds.observe(self._clock() - start)
         self._metrics.checkpoint_rows.inc(rows)
@@ -195,34 +192,64 @@ class TrainDaemon:
             self.positions,
         )
 
+    def _learned(self) -> tuple[OnlineTrainer, FeatureSchema, Admission | None] | None:
+        if self.trainer is None or self.schema is None:
+            return None
+        return self.trainer, self.schema, self._admission
+
+    def _times(self) -> dict[str, int | None]:
+        return {
+            "newest_ms": self.newest_ms,
+            "evict_next_ms": self._eviction.next_ms,
+            "evicting_ms": self._evicting,
+        }
+
     def request_publish(self) -> None:
         """Asks for a snapshot between the next two steps (any thread may ask)."""
         self._publish_requested.set()
 
-    def publish(self, trigger: str) -> None:
-        """Checkpoints, then writes a snapshot and promotes it if the gate passes."""
+    def publish(self, trigger: str) -> Future[Published] | None:
+        """Captures a snapshot (`Publisher.capture`) between two steps: the store's
+        checkpoint and a copy of the rows changed since its last write, which the
+        publishing thread writes into the snapshot, then checksums, promotes and
+        announces it (the previous snapshot's first). None when nothing was learned."""
         publisher, trainer, schema = self._parts.publisher, self.trainer, self.schema
         if publisher is None or trainer is None or schema is None:
-            return
+            return None
+        self.wait_published()
         start = self._clock()
-        self.checkpoint()
+        position, extras = checkpoint.state(self.positions, self._times(), self._learned())
+        unwritten = Unwritten(self._parts.source.changed(), position, extras)
         state = {
             "trigger": trigger,
-            "positions": {str(p): list(at) for p, at in sorted(self.positions.items())},
+            "positions": position["labeled"],
             "newest_ms": self.newest_ms,
         }
-        done = publisher.publish(
-            self._parts.source.store, trainer, schema, state, self._interval.result()
+        captured = publisher.capture(
+            self._parts.source.store, unwritten, trainer, schema, state, self._interval.result()
         )
         self._interval = StreamingMetrics()
-        self._metrics.published(done, self._clock() - start, self.newest_ms)
+        self._metrics.publish_pause_seconds.observe(self._clock() - start)
+        self._pending = self._finisher.submit(self._finish, publisher, captured, start)
+        return self._pending
+
+    def wait_published(self) -> None:
+        """Waits for the snapshot being finished; raises what failed it."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _finish(self, publisher: Publisher, captured: Captured, start: float) -> Published:
+        done = publisher.finish(captured)
+        self._metrics.published(done, self._clock() - start, captured.manifest["newest_ms"])
         log.info(
             "snapshot version=%d trigger=%s promoted=%s reasons=%s",
             done.version,
-            trigger,
+            captured.manifest["trigger"],
             done.promoted,
             done.reasons,
         )
+        return done
 
     def _evict(self, now: int) -> None:
         """Drops stale and surplus rows (`store_ttl_hours`, `store_max_rows`) as of event

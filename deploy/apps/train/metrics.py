@@ -124,6 +124,11 @@ class TrainMetrics:
             "time of one publish (checkpoint, snapshot, gate, promotion)",
             registry=r,
         )
+        self.publish_pause_seconds = Histogram(
+            "fmstream_train_publish_pause_seconds",
+            "time one publish held training up (checkpoint and snapshot capture)",
+            registry=r,
+        )
         self.snapshot_version = Gauge(
             "fmstream_train_snapshot_version", "the newest promoted snapshot", registry=r
         )

@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from deploy.runtime.errors import DeployError
 from model.ctr_metrics import BinaryMetrics
 from model.features import FeatureSchema
 from model.trainer import OnlineTrainer
+from store.cache import ChangedRows
 from store.delta import export_delta
 from store.row_store import RowStore
 from stream.events import DAY_MS
@@ -83,6 +85,28 @@ class Published:
 
 
 @dataclass(frozen=True)
+class Captured:
+    """A snapshot taken between two steps, not yet in place (`Publisher.finish`)."""
+
+    version: int
+    partial: Path
+    manifest: dict[str, Any]
+    width: int
+    delta_parent: int | None
+    unwritten: Unwritten | None
+
+
+@dataclass(frozen=True)
+class Unwritten:
+    """What a model holds beyond its store's last write: the changed rows, and the
+    position and extras a checkpoint would write with them (`checkpoint.state`)."""
+
+    rows: ChangedRows
+    position: dict[str, Any]
+    extras: dict[str, bytes]
+
+
+@dataclass(frozen=True)
 class Retention:
     """Kept: `LATEST`, the newest `keep` snapshots, and the day-end snapshots of the
     last `keep_days` event days (the next-day holdout's)."""
@@ -120,27 +144,36 @@ class Publisher:
         path = self.dir / LATEST
         return int(path.read_text()) if path.exists() else None
 
-    def publish(
+    def capture(
         self,
         store: RowStore,
+        unwritten: Unwritten | None,
         trainer: OnlineTrainer,
         schema: FeatureSchema,
         state: dict[str, Any],
         interval: BinaryMetrics,
-    ) -> Published:
-        """Writes the next snapshot of `store` (flushed: its position is the model's)
-        and promotes it if the gate passes. `state`: positions and event times."""
+    ) -> Captured:
+        """What must happen between two steps: the gate's verdict, a RocksDB checkpoint
+        of `store` and the dense weights, into the next version's `.partial`
+        directory. `unwritten`: what the model holds beyond the store (None: the store
+        was just flushed); `state`: positions and event times. The rest (`finish`)
+        touches only that directory, and may run in another thread while training
+        goes on; finish one capture before taking the next."""
         version = (self.versions() or [0])[-1] + 1
         partial = self.dir / f".{version:012d}.partial"
         shutil.rmtree(partial, ignore_errors=True)  # left by a crash mid-publish
         partial.mkdir(parents=True)
         reasons = self._gate.reasons(trainer, interval, self._trailing_ne())
-        delta = self._write_rows(store, partial, version, promoted=not reasons)
+        parent = self._delta_parent(store) if not reasons else None
+        store.checkpoint(
+            partial / ROWS,
+            restart_changes=not reasons,
+            extras={DELTA_BASE: str(version).encode()},
+        )
         torch.save(trainer.model.state_dict(), partial / DENSE)
         manifest = {
             "version": version,
             "parent": self.latest(),
-            "delta": delta,
             "created_s": self._wall(),
             **state,
             "examples_seen": trainer.examples_seen,
@@ -148,35 +181,46 @@ class Publisher:
             "schema": schema_to_json(schema),
             "interval": {k: _json_number(v) for k, v in asdict(interval).items()},
             "gate": {"promoted": not reasons, "reasons": reasons},
-            "files": checksums(partial),
         }
+        return Captured(version, partial, manifest, store.width, parent, unwritten)
+
+    def finish(self, captured: Captured) -> Published:
+        """Writes the delta (from the checkpoint, whose change log runs from the last
+        promoted snapshot), the manifest with every file's checksum, renames the
+        snapshot into place, promotes it if the gate passed, and prunes."""
+        version, partial, manifest = captured.version, captured.partial, captured.manifest
+        manifest["delta"] = None
+        copy = RowStore(partial / ROWS, captured.width)
+        try:
+            known = None
+            if captured.unwritten is not None:  # the copy becomes a checkpoint taken now
+                known, extras = captured.unwritten.rows, captured.unwritten.extras
+                position = captured.unwritten.position
+                copy.write(known.ids, known.rows, position, known.counts, known.seen, extras=extras)
+            if captured.delta_parent is not None:
+                name = f"delta-{captured.delta_parent}-{version}"
+                ids = export_delta(copy, partial / name, known)
+                manifest["delta"] = {"parent": captured.delta_parent, "file": name, "ids": ids}
+        finally:
+            copy.close()
+        manifest["files"] = checksums(partial)
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         final = self.dir / f"{version:012d}"
         partial.rename(final)
-        if not reasons:
+        promoted, reasons = manifest["gate"]["promoted"], manifest["gate"]["reasons"]
+        if promoted:
             self._promote(version, manifest)
         self.prune()
-        return Published(version, final, not reasons, reasons)
+        return Published(version, final, promoted, reasons)
 
-    def _write_rows(
-        self, store: RowStore, partial: Path, version: int, promoted: bool
-    ) -> dict[str, Any] | None:
-        """The store's checkpoint into `partial`, and for a promoted snapshot the delta
-        from the last promoted one (the change log runs from there: a refused snapshot
-        leaves it be); the delta's description for the manifest."""
-        delta = None
+    def _delta_parent(self, store: RowStore) -> int | None:
+        """The promoted snapshot the store's change log runs from, if it is complete:
+        its version was noted as the base when it was made, but a crash before its
+        rename, or retention since, leaves none to apply a delta to."""
         base = store.extra(DELTA_BASE)
         parent = int(base) if base is not None else None
-        # The base was noted when its snapshot was made: a crash before the rename, or
-        # retention since, leaves no complete promoted snapshot to apply a delta to.
         known = self.manifest(parent) if parent is not None else None
-        if promoted and parent is not None and known is not None and known["gate"]["promoted"]:
-            name = f"delta-{parent}-{version}"
-            delta = {"parent": parent, "file": name, "ids": export_delta(store, partial / name)}
-        store.checkpoint(
-            partial / ROWS, restart_changes=promoted, extras={DELTA_BASE: str(version).encode()}
-        )
-        return delta
+        return parent if known is not None and known["gate"]["promoted"] else None
 
     def prune(self) -> list[int]:
         """Deletes the snapshots `Retention` does not keep, and crash leftovers."""
@@ -264,15 +308,20 @@ def _json_number(value: Any) -> Any:
 
 
 def checksums(root: Path) -> dict[str, str]:
-    """sha256 of every file under `root` but the manifest, by relative path."""
-    out = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST):
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        out[str(path.relative_to(root))] = digest.hexdigest()
-    return out
+    """sha256 of every file under `root` but the manifest, by relative path; files in
+    parallel (hashlib releases the GIL on large blocks)."""
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        digests = list(pool.map(_sha256, paths))
+    return {str(p.relative_to(root)): d for p, d in zip(paths, digests, strict=True)}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def verify(snapshot: Path) -> dict[str, Any]:
