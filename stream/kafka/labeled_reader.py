@@ -79,5 +79,14 @@ class LabeledReader:
                 out[p] = max(0, end - self._consumer.position(tp))
         return out
 
+    def reachable(self) -> bool:
+        """Whether the broker answers a metadata request now (blocks up to the request
+        timeout when it does not; the consumer reconnects by itself meanwhile)."""
+        try:
+            self._consumer.topics()
+        except KafkaError:
+            return False
+        return True
+
     def close(self) -> None:
         self._consumer.close()

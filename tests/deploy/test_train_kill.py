@@ -217,6 +217,8 @@ def test_a_broker_paused_20_s_is_waited_out_and_nothing_is_lost(
         final = stored(tmp_path / "s")
         assert final["labeled"] == end and final["examples_seen"] == 4_000
         assert final["newest_ms"] == max(e.ts for e in events)
+    said = (tmp_path / "s.0.log").read_text()
+    assert said.count("broker_unreachable") == 1  # once for the outage, not per retry
     # Published on the scheduler's interval meanwhile; LATEST names a complete one.
     snapshots = tmp_path / "s-snapshots" / "deepfm"
     latest = snapshots / (snapshots / "LATEST").read_text().zfill(12)

@@ -282,6 +282,7 @@ class TrainDaemon:
         m = self._metrics
         for partition, lag in self._parts.feed.lag.items():
             m.lag.labels(str(partition)).set(lag)
+        m.broker_connected.set(self._parts.feed.connected)
         source = self._parts.source
         lookups = source.hits + source.misses
         if lookups:

@@ -9,6 +9,7 @@ training thread by the next `take`.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from stream.errors import RecordError
 from stream.kafka.labeled_reader import LabeledRecord
 
 _POLL_MS = 100
+_PROBE_S = 5.0
+log = logging.getLogger(__name__)
 
 
 class Reader(Protocol):
@@ -31,6 +34,7 @@ class Reader(Protocol):
 
     def poll(self, timeout_ms: int) -> list[LabeledRecord]: ...
     def lag(self) -> dict[int, int]: ...
+    def reachable(self) -> bool: ...
 
 
 @dataclass
@@ -65,6 +69,8 @@ class Feed:
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="fmstream-train-feed", daemon=True)
         self.lag: dict[int, int] = {}
+        self.connected = True
+        self._heard = self._probed = clock()
 
     def start(self) -> None:
         self._thread.start()
@@ -92,9 +98,11 @@ class Feed:
     def _loop(self) -> None:
         cutter, waiting_since = self._cutter, None
         while not self._stopping.is_set():
-            for record in self._reader.poll(_POLL_MS):
+            records = self._reader.poll(_POLL_MS)
+            for record in records:
                 cutter.add(record)
             self.lag = self._reader.lag()
+            self._watch_connection(bool(records))
             if cutter.holds_entries and waiting_since is None:
                 waiting_since = self._clock()
             while cutter.pending >= self._batch_size:
@@ -103,6 +111,27 @@ class Feed:
             if waiting_since is not None and self._clock() - waiting_since >= self._max_wait_s:
                 self._put(cutter.cut(self._batch_size))
                 waiting_since = self._clock() if cutter.holds_entries else None
+
+    def _watch_connection(self, heard: bool) -> None:
+        """Logs once when the broker goes away and once when it is back: the consumer
+        waits it out, reconnecting with backoff, and the trainer trains what it has.
+        Records arriving say it is there; after `_PROBE_S` without any, a metadata
+        request asks (one every `_PROBE_S`)."""
+        now = self._clock()
+        if heard:
+            self._heard = now
+            connected = True
+        elif now - self._heard >= _PROBE_S and now - self._probed >= _PROBE_S:
+            self._probed = now
+            connected = self._reader.reachable()
+        else:
+            return
+        if connected != self.connected:
+            self.connected = connected
+            if connected:
+                log.info("broker_reachable: reading labeled again")
+            else:
+                log.warning("broker_unreachable: waiting for it (training goes on with what came)")
 
     def _put(self, cut: Cut) -> None:
         batch = self._encode(cut)

@@ -70,6 +70,11 @@ class TrainMetrics:
             ["partition"],
             registry=r,
         )
+        self.broker_connected = Gauge(
+            "fmstream_train_broker_connected",
+            "1 while the labeled reader holds a broker connection, else 0",
+            registry=r,
+        )
         self.step_seconds = Histogram(
             "fmstream_train_step_seconds", "score-then-learn time of one batch", registry=r
         )
