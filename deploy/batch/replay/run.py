@@ -168,6 +168,7 @@ def run_replay(
             protocol.add(event)
     protocol.finish()
     if protocol.schema is not None:  # for a trainer to declare in [features]
+        out.mkdir(parents=True, exist_ok=True)
         (out / "features.toml").write_text(schema_toml(protocol.schema, train.field_thresholds()))
     bad.check(protocol.events)
     if bad.count:
