@@ -25,6 +25,7 @@ from deploy.settings.features import schema_toml
 from deploy.settings.tables import Settings
 from deploy.settings.train import TrainSettings
 from deploy.wiring import admission_for, embedding_source, prepare_store
+from model.features import FeatureSchema
 from stream.errors import RecordError
 from stream.events import LabeledEvent
 from stream.join.ordered import OrderedJoin
@@ -167,9 +168,7 @@ def run_replay(
             census.add(event.features)
             protocol.add(event)
     protocol.finish()
-    if protocol.schema is not None:  # for a trainer to declare in [features]
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "features.toml").write_text(schema_toml(protocol.schema, train.field_thresholds()))
+    _write_schema(protocol.schema, train, out)
     bad.check(protocol.events)
     if bad.count:
         log.warning("replay_bad_rows count=%d first=%s", bad.count, "; ".join(bad.first))
@@ -179,6 +178,14 @@ def run_replay(
     metrics.record(protocol.tracks)
     metrics.write(out / "metrics.prom")
     return doc
+
+
+def _write_schema(schema: FeatureSchema | None, train: TrainSettings, out: Path) -> None:
+    """The schema the models learned with, as a `[features]` table a trainer can
+    declare (`OUT/features.toml`)."""
+    if schema is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "features.toml").write_text(schema_toml(schema, train.field_thresholds()))
 
 
 def _protocol(
