@@ -25,6 +25,7 @@ from rocksdict import AccessType, Checkpoint, Options, Rdict, WriteBatch, WriteO
 
 from store.errors import StoreError, StoreFullError, StoreLockedError, StoreSchemaError
 from store.rocksdb_options import RocksOptions
+from store.sst import ingest_sorted
 
 ROW = b"r"
 # Change log: CHANGED + a big-endian u64 sequence -> the packed int64 ids one batch
@@ -81,7 +82,8 @@ class RowStore:
         self.path = path
         self.width = width
         self.read_only = read_only
-        self._db = _open(path, (options or RocksOptions()).to_options(), read_only)
+        self._options = (options or RocksOptions()).to_options()
+        self._db = _open(path, self._options, read_only)
         if not read_only:
             # Stalls are waited out in `_apply`, not inside RocksDB (see there).
             write_options = WriteOptions()
@@ -161,19 +163,9 @@ class RowStore:
                 f"rows of shape {rows.shape} do not fit {len(ids)} ids of width {self.width} "
                 f"in {self.path}"
             )
-        records = np.empty(len(ids), dtype=record_dtype(self.width))
-        records["row"] = rows
-        records["count"] = 0 if counts is None else counts
-        records["seen"] = -1 if seen is None else seen
-        data = records.tobytes()
-        step = records.dtype.itemsize
-        keys = row_keys(ids)
-        puts = [(key, data[i * step : (i + 1) * step]) for i, key in enumerate(keys)]
+        puts = self._row_puts(ids, rows, counts, seen)
         gone = row_keys(deleted) if deleted is not None else []
-        puts += self._change_entry([ids] if deleted is None else [ids, deleted])
-        if position is not None:
-            puts.append((_POSITION, json.dumps(dict(position), sort_keys=True).encode()))
-        puts += _extra_puts(extras)
+        puts += self._meta_puts([ids] if deleted is None else [ids, deleted], position, extras)
         try:
             self._apply(puts, gone)
         except Exception as exc:
@@ -184,6 +176,53 @@ class RowStore:
                     f"holds position {self.position()}. Free space or move the store ({exc})"
                 ) from exc
             raise StoreError(f"writing {len(ids)} rows to {self.path} failed: {exc}") from exc
+
+    def ingest(
+        self,
+        ids: np.ndarray,
+        rows: np.ndarray,
+        position: Mapping[str, Any],
+        counts: np.ndarray,
+        seen: np.ndarray,
+        extras: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """`write` of many distinct rows (no deletes) as one SST file, ingested
+        atomically: a few times faster than the memtable for hundreds of thousands of
+        rows. Ingested data is newest, so it must not race another writer."""
+        order = np.argsort(np.ascontiguousarray(ids, dtype=np.int64).view(np.uint64))
+        ids, rows, counts, seen = ids[order], rows[order], counts[order], seen[order]
+        if len(np.unique(ids)) != len(ids):
+            raise StoreError(f"ingesting into {self.path}: the ids are not distinct")
+        # Every metadata key sorts before the row keys: an SST takes keys in order.
+        puts = sorted(self._meta_puts([ids], position, extras))
+        puts += self._row_puts(ids, rows, counts, seen)
+        try:
+            ingest_sorted(self._db, self._options, puts, self.path / "ingest.sst")
+        except Exception as exc:
+            raise StoreError(f"ingesting {len(ids)} rows into {self.path} failed: {exc}") from exc
+
+    def _row_puts(
+        self, ids: np.ndarray, rows: np.ndarray, counts: np.ndarray | None, seen: np.ndarray | None
+    ) -> list[tuple[bytes, bytes]]:
+        records = np.empty(len(ids), dtype=record_dtype(self.width))
+        records["row"] = rows
+        records["count"] = 0 if counts is None else counts
+        records["seen"] = -1 if seen is None else seen
+        data = records.tobytes()
+        step = records.dtype.itemsize
+        return [(key, data[i * step : (i + 1) * step]) for i, key in enumerate(row_keys(ids))]
+
+    def _meta_puts(
+        self,
+        changed: list[np.ndarray],
+        position: Mapping[str, Any] | None,
+        extras: Mapping[str, bytes] | None,
+    ) -> list[tuple[bytes, bytes]]:
+        """A batch's change-log entry, position and extras."""
+        puts = self._change_entry(changed)
+        if position is not None:
+            puts.append((_POSITION, json.dumps(dict(position), sort_keys=True).encode()))
+        return puts + _extra_puts(extras)
 
     def position(self) -> dict[str, Any] | None:
         raw = self._db.get(_POSITION)

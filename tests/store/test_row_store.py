@@ -215,3 +215,24 @@ def test_stores_of_one_process_share_one_bounded_rocksdb_budget(tmp_path: Path) 
     assert 0 < usage[0]["block_cache_bytes"] <= 4 << 20
     for store in stores + snapshots:
         store.close()
+
+
+def test_an_ingested_batch_reads_back_like_a_written_one(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    ids = rng.integers(-(2**62), 2**62, 5_000)
+    rows = rng.random((len(ids), 4), dtype=np.float32)
+    counts, seen = rng.integers(1, 9, len(ids)), rng.integers(0, 10**12, len(ids))
+    written, ingested = RowStore(tmp_path / "w", 4), RowStore(tmp_path / "i", 4)
+    for store in (written, ingested):  # an older value of some ids, to be replaced
+        store.write(ids[:100], np.zeros((100, 4), np.float32), {"at": 1})
+    written.write(ids, rows, {"at": 2}, counts, seen, extras={"x": b"1"})
+    ingested.ingest(ids, rows, {"at": 2}, counts, seen, extras={"x": b"1"})
+    probe = np.concatenate([ids, [7]])
+    np.testing.assert_array_equal(ingested.get_records(probe)[0], written.get_records(probe)[0])
+    assert ingested.position() == {"at": 2} and ingested.extra("x") == b"1"
+    assert np.array_equal(ingested.changed_ids(), written.changed_ids())
+    with pytest.raises(StoreError, match="not distinct"):
+        ingested.ingest(ids[:2].repeat(2), rows[:4], {"at": 3}, counts[:4], seen[:4])
+    assert ingested.position() == {"at": 2}
+    written.close()
+    ingested.close()

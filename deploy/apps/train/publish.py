@@ -196,7 +196,7 @@ class Publisher:
             if captured.unwritten is not None:  # the copy becomes a checkpoint taken now
                 known, extras = captured.unwritten.rows, captured.unwritten.extras
                 position = captured.unwritten.position
-                copy.write(known.ids, known.rows, position, known.counts, known.seen, extras=extras)
+                copy.ingest(known.ids, known.rows, position, known.counts, known.seen, extras)
             if captured.delta_parent is not None:
                 name = f"delta-{captured.delta_parent}-{version}"
                 ids = export_delta(copy, partial / name, known)
