@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from deploy.settings.resolve import resolve
 from deploy.settings.tables import Settings, TopicSettings
 from model.trainer import TrainerConfig, row_layout
 from model.zoo import ModelConfig
+from store.errors import StoreError
 from store.row_store import RowStore
 from stream.events import LabeledEvent, encode_labeled, encode_labeled_batch
 from stream.kafka.options import ClientOptions
@@ -120,7 +122,16 @@ def stored(store: Path, model: str = "deepfm") -> dict[str, Any]:
     width = row_layout(config, TrainerConfig()).width
     if not (store / model).exists():
         return {}  # killed before it opened its store
-    rows = RowStore(store / model, width, read_only=True)
+    for attempt in range(20):
+        try:
+            rows = RowStore(store / model, width, read_only=True)
+            break
+        except StoreError as exc:
+            # A read-only open reads the file list, then opens the files: a compaction of
+            # the live writer in between deletes one. The store is fine; look again.
+            if "No such file" not in str(exc) or attempt == 19:
+                raise
+            time.sleep(0.05)
     try:
         return rows.position() or {}
     finally:

@@ -144,7 +144,8 @@ def test_ten_sigkills_while_streaming_learn_every_event_exactly_once(
     killed_args = train_args(options, topics.labeled, topics.dead_letter, tmp_path / "killed")
     producer = LabeledProducer(options, topics.labeled)
     hurry = threading.Event()
-    streaming = threading.Thread(target=_stream, args=(producer, 3, hurry))
+    # A daemon: a failing test must not leave it flushing into a stopped broker forever.
+    streaming = threading.Thread(target=_stream, args=(producer, 3, hurry), daemon=True)
     streaming.start()
     # Beside it, the same stream learned without interruption.
     calm_args = train_args(options, topics.labeled, topics.dead_letter, tmp_path / "calm")
