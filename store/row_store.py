@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import numpy as np
 from rocksdict import AccessType, Checkpoint, Options, Rdict, WriteBatch, WriteOptions
@@ -41,6 +41,7 @@ _STALL_POLL_S = 0.005
 # A stall during which RocksDB keeps reporting background errors (a flush that keeps
 # failing) is given up on after this long; one without errors is waited out.
 _STALL_LIMIT_S = 30.0
+_RACED_OPENS = 20
 
 
 @dataclass(frozen=True)
@@ -371,19 +372,29 @@ def _open(path: Path, options: Options, read_only: bool) -> Rdict:
     if read_only and not path.exists():
         raise StoreError(f"no store at {path}")
     access = AccessType.read_only() if read_only else AccessType.read_write()
-    try:
-        # Named explicitly: a read-only open otherwise gives the column family RocksDB's
-        # defaults (its own block cache, no Bloom filter) instead of `options`.
-        families = {"default": options}
-        return Rdict(str(path), options=options, column_families=families, access_type=access)
-    except Exception as exc:
-        text = str(exc)
-        if "lock" in text.lower():
-            raise StoreLockedError(
-                f"the store at {path} is open in another process or handle ({text}); "
-                "stop that trainer first, or give this one its own --store directory"
-            ) from exc
-        raise StoreError(
-            f"cannot open the store at {path}: {text}; restore it from a snapshot, or "
-            "delete it (or run with --fresh) to start over"
+    # Named explicitly: a read-only open otherwise gives the column family RocksDB's
+    # defaults (its own block cache, no Bloom filter) instead of `options`.
+    families = {"default": options}
+    for attempt in itertools.count(1):
+        try:
+            return Rdict(str(path), options=options, column_families=families, access_type=access)
+        except Exception as exc:
+            # A read-only open of a live store lists its files, then opens them: the
+            # writer's compaction can delete one in between. Nothing is wrong; again.
+            if not read_only or "No such file" not in str(exc) or attempt == _RACED_OPENS:
+                _raise_open_error(path, exc)
+        time.sleep(0.05)
+    raise AssertionError("unreachable")
+
+
+def _raise_open_error(path: Path, exc: Exception) -> NoReturn:
+    text = str(exc)
+    if "lock" in text.lower():
+        raise StoreLockedError(
+            f"the store at {path} is open in another process or handle ({text}); "
+            "stop that trainer first, or give this one its own --store directory"
         ) from exc
+    raise StoreError(
+        f"cannot open the store at {path}: {text}; restore it from a snapshot, or "
+        "delete it (or run with --fresh) to start over"
+    ) from exc

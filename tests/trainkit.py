@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from deploy.settings.resolve import resolve
 from deploy.settings.tables import Settings, TopicSettings
 from model.trainer import TrainerConfig, row_layout
 from model.zoo import ModelConfig
-from store.errors import StoreError
 from store.row_store import RowStore
 from stream.events import LabeledEvent, encode_labeled, encode_labeled_batch
 from stream.kafka.options import ClientOptions
@@ -78,6 +76,17 @@ class LabeledProducer:
         self._producer.close()
 
 
+def produce_batches(
+    options: ClientOptions, topic: str, runs: list[list[LabeledEvent]], size: int
+) -> None:
+    """Each run of events as example batches of `size` to partition 0, in order, landed."""
+    producer = LabeledProducer(options, topic)
+    for run in runs:
+        producer.batches(run, partition=0, size=size)
+    producer.flush()
+    producer.close()
+
+
 def train_args(options: ClientOptions, labeled: str, dead_letter: str, store: Path) -> list[str]:
     """`fmstream train` flags of a small trainer on these topics."""
     return [
@@ -122,16 +131,7 @@ def stored(store: Path, model: str = "deepfm") -> dict[str, Any]:
     width = row_layout(config, TrainerConfig()).width
     if not (store / model).exists():
         return {}  # killed before it opened its store
-    for attempt in range(20):
-        try:
-            rows = RowStore(store / model, width, read_only=True)
-            break
-        except StoreError as exc:
-            # A read-only open reads the file list, then opens the files: a compaction of
-            # the live writer in between deletes one. The store is fine; look again.
-            if "No such file" not in str(exc) or attempt == 19:
-                raise
-            time.sleep(0.05)
+    rows = RowStore(store / model, width, read_only=True)
     try:
         return rows.position() or {}
     finally:

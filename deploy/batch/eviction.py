@@ -71,7 +71,13 @@ class EvictionSchedule:
         if policy is None or not isinstance(source, Evicts):
             return None
         source.flush({"trained_events": trained})
-        result = source.evict(policy.expire_before(now), policy.max_rows)
+        return self.drop(name, source, now)
+
+    def drop(self, name: str, source: Evicts, now: int) -> Eviction:
+        """Drops the rows of `source` that are stale or surplus at event time `now`
+        (flush it first: the store judges by its last-seen times)."""
+        assert self.policy is not None, "no eviction policy"
+        result = source.evict(self.policy.expire_before(now), self.policy.max_rows)
         log.info(
             "store_evicted model=%s expired=%d trimmed=%d remaining=%d",
             name,

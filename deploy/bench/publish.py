@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from deploy.apps.train import checkpoint
-from deploy.apps.train.publish import Gate, Publisher, Unwritten
+from deploy.apps.train.publish import Gate, Publisher
 from deploy.batch.replay.inputs import CRITEO_SCHEMA
 from deploy.bench.train import criteo_like_events
 from deploy.wiring import cached_source
@@ -46,11 +46,9 @@ def _snapshot(
     """As the daemon publishes: the changed rows copied, not flushed, in the pause."""
     start = time.perf_counter()
     learned = (trainer, CRITEO_SCHEMA, None)
-    position, extras = checkpoint.state({0: (seen, 0)}, {"newest_ms": seen}, learned)
-    unwritten = Unwritten(source.changed(), position, extras)
-    state = {"trigger": "interval", "positions": position["labeled"], "newest_ms": seen}
+    checkpointed = checkpoint.state({0: (seen, 0)}, {"newest_ms": seen}, learned)
     captured = publisher.capture(
-        source.store, unwritten, trainer, CRITEO_SCHEMA, state, StreamingMetrics().result()
+        source, checkpointed, trainer, CRITEO_SCHEMA, "interval", StreamingMetrics().result()
     )
     paused = time.perf_counter() - start
     done = publisher.finish(captured)
@@ -58,7 +56,7 @@ def _snapshot(
     return {
         "pause_s": paused,
         "wall_s": time.perf_counter() - start,
-        "rows_unwritten": len(unwritten.rows.ids),
+        "rows_unwritten": len(captured.unwritten.rows.ids),
     }
 
 

@@ -28,13 +28,11 @@ from deploy.apps.train.metrics import TrainMetrics
 from deploy.apps.train.publish import Gate, Publisher
 from deploy.apps.train.schedule import scheduled
 from deploy.batch.replay.inputs import CRITEO_SCHEMA
-from deploy.bench.train import criteo_like_events
+from deploy.bench.train import Matmul, bench_model, criteo_like_events
 from deploy.local.broker import EmbeddedBroker, free_port
 from deploy.runtime.signals import StopRequested
 from deploy.settings.tables import Settings, TopicSettings
 from model.features import FeatureEncoder
-from model.trainer import OnlineTrainer, TrainerConfig
-from model.zoo import ModelConfig
 from stream.events import LabeledEvent, encode_labeled_batch
 from stream.kafka.admin import ensure_topics
 
@@ -98,8 +96,8 @@ def _produce(
 
 
 def _in_process(events: list[LabeledEvent], batch: int) -> float:
-    """`bench train`'s measure on the same events: examples/s of `learn_many` on
-    encoded batches, DeepFM at the paper's settings on the in-memory source."""
+    """`bench train`'s measure (`bench_model`: DeepFM at the paper's settings, in
+    memory, the median step) on the same events."""
     encoder = FeatureEncoder(CRITEO_SCHEMA)
     batches = [
         (
@@ -108,13 +106,7 @@ def _in_process(events: list[LabeledEvent], batch: int) -> float:
         )
         for i in range(0, len(events), batch)
     ]
-    trainer = OnlineTrainer(
-        ModelConfig(name="deepfm"), len(CRITEO_SCHEMA.fields), TrainerConfig(device="cpu")
-    )
-    start = time.perf_counter()
-    for encoded, labels in batches:
-        trainer.learn_many(encoded, labels)
-    return sum(len(y) for _, y in batches) / (time.perf_counter() - start)
+    return float(bench_model("deepfm", batches, Matmul(batch, 400, 400))["examples_per_s"])
 
 
 def _watch(

@@ -28,6 +28,7 @@ from tests.trainkit import (
     T0,
     LabeledProducer,
     labeled_events,
+    produce_batches,
     settings_for,
     stored,
     train_args,
@@ -92,10 +93,7 @@ def test_a_restart_with_another_model_shape_is_refused_naming_both(
     broker: EmbeddedBroker, make_topics: Callable[[int], TopicSettings], tmp_path: Path
 ) -> None:
     topics = make_topics(1)
-    producer = LabeledProducer(broker.client_options, topics.labeled)
-    producer.batches(labeled_events(200), partition=0, size=100)
-    producer.flush()
-    producer.close()
+    produce_batches(broker.client_options, topics.labeled, [labeled_events(200)], size=100)
     daemon = _daemon(broker, topics, tmp_path / "store")
     _run_until(daemon, lambda: daemon.positions == {0: (2, 0)})
 
@@ -113,10 +111,7 @@ def test_a_declared_schema_is_learned_with_and_a_restart_declaring_another_is_re
     broker: EmbeddedBroker, make_topics: Callable[[int], TopicSettings], tmp_path: Path
 ) -> None:
     topics = make_topics(1)
-    producer = LabeledProducer(broker.client_options, topics.labeled)
-    producer.batches(labeled_events(200), partition=0, size=100)
-    producer.flush()
-    producer.close()
+    produce_batches(broker.client_options, topics.labeled, [labeled_events(200)], size=100)
     args = train_args(broker.client_options, topics.labeled, topics.dead_letter, tmp_path / "s")
     # "hour" holds numbers: inferred, it would be continuous; declared, it is a category.
     declared = {"FMSTREAM_FEATURES_CATEGORICAL": "user,item,hour"}
@@ -163,11 +158,9 @@ def test_stale_rows_are_evicted_in_event_time_and_a_crash_mid_eviction_finishes_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     topics = make_topics(1)
-    producer = LabeledProducer(broker.client_options, topics.labeled)
-    producer.batches(_phase("a", T0, 640), partition=0, size=64)  # offsets 0-9
-    producer.batches(_phase("b", T0 + 3 * 3_600_000, 640), partition=0, size=64)  # 10-19
-    producer.flush()
-    producer.close()
+    # Offsets 0-9, then 10-19 three hours on.
+    phases = [_phase("a", T0, 640), _phase("b", T0 + 3 * 3_600_000, 640)]
+    produce_batches(broker.client_options, topics.labeled, phases, size=64)
     args = train_args(broker.client_options, topics.labeled, topics.dead_letter, tmp_path / "s")
     args += ["--store-ttl-hours", "1", "--evict-every-hours", "1"]
     store = tmp_path / "s"

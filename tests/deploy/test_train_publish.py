@@ -40,7 +40,13 @@ from store.row_store import RowStore
 from stream.events import DAY_MS
 from tests.clikit import run_fmstream
 from tests.joinkit import read_all
-from tests.trainkit import LabeledProducer, labeled_events, settings_for, topic_env, train_args
+from tests.trainkit import (
+    labeled_events,
+    produce_batches,
+    settings_for,
+    topic_env,
+    train_args,
+)
 
 
 def _learn_until(daemon: TrainDaemon, offset: int) -> None:
@@ -100,13 +106,12 @@ def test_snapshots_verify_score_like_the_trainer_and_the_gate_refuses_flipped_la
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     topics = make_topics(1)
-    producer = LabeledProducer(broker.client_options, topics.labeled)
-    producer.batches(labeled_events(9_000), partition=0, size=100)  # offsets 0-89
-    flipped = labeled_events(3_000, start=9_000, flipped=True)  # 90-119
-    producer.batches(flipped, partition=0, size=100)
-    producer.batches(labeled_events(18_000, start=12_000), partition=0, size=100)  # 120-299
-    producer.flush()
-    producer.close()
+    runs = [
+        labeled_events(9_000),  # offsets 0-89
+        labeled_events(3_000, start=9_000, flipped=True),  # 90-119
+        labeled_events(18_000, start=12_000),  # 120-299
+    ]
+    produce_batches(broker.client_options, topics.labeled, runs, size=100)
     args = train_args(broker.client_options, topics.labeled, topics.dead_letter, tmp_path / "s")
     settings = settings_for(args, topics)
     daemon = open_daemon(settings, TrainMetrics(CollectorRegistry(), "deepfm"))

@@ -25,7 +25,7 @@ from store.row_store import RowStore
 from stream.kafka.admin import ensure_topics
 from stream.kafka.labeled_reader import LabeledReader
 from stream.kafka.options import ClientOptions
-from stream.kafka.topic_producer import TopicProducer
+from stream.kafka.producer import TopicProducer
 
 
 def the_model(settings: Settings) -> ModelConfig:

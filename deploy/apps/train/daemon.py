@@ -24,7 +24,7 @@ from deploy.apps.train.checkpoint import Resumed
 from deploy.apps.train.cutter import Positions
 from deploy.apps.train.feed import Batch, Feed
 from deploy.apps.train.metrics import Progressive, TrainMetrics
-from deploy.apps.train.publish import Captured, Published, Publisher, Unwritten
+from deploy.apps.train.publish import Captured, Published, Publisher
 from deploy.batch.eviction import EvictionSchedule
 from deploy.batch.learners import progressive_step
 from deploy.runtime.signals import StopRequested
@@ -218,15 +218,9 @@ class TrainDaemon:
             return None
         self.wait_published()
         start = self._clock()
-        position, extras = checkpoint.state(self.positions, self._times(), self._learned())
-        unwritten = Unwritten(self._parts.source.changed(), position, extras)
-        state = {
-            "trigger": trigger,
-            "positions": position["labeled"],
-            "newest_ms": self.newest_ms,
-        }
+        checkpointed = checkpoint.state(self.positions, self._times(), self._learned())
         captured = publisher.capture(
-            self._parts.source.store, unwritten, trainer, schema, state, self._interval.result()
+            self._parts.source, checkpointed, trainer, schema, trigger, self._interval.result()
         )
         self._interval = StreamingMetrics()
         self._metrics.publish_pause_seconds.observe(self._clock() - start)
@@ -255,21 +249,12 @@ class TrainDaemon:
         """Drops stale and surplus rows (`store_ttl_hours`, `store_max_rows`) as of event
         time `now`, between two checkpoints: the first notes the eviction, so a restart
         after a crash in it finishes it (deleting is idempotent) before learning on."""
-        policy = self._eviction.policy
-        assert policy is not None
         self._evicting, self._dirty = now, True
         self.checkpoint()
-        result = self._parts.source.evict(policy.expire_before(now), policy.max_rows)
+        result = self._eviction.drop(self._model.name, self._parts.source, now)
         self._evicting, self._dirty = None, True
         self.checkpoint()
         self._metrics.evicted(result)
-        log.info(
-            "store_evicted model=%s expired=%d trimmed=%d remaining=%d",
-            self._model.name,
-            result.expired,
-            result.trimmed,
-            result.remaining,
-        )
 
     def _build(self, schema: FeatureSchema) -> None:
         self.schema = schema

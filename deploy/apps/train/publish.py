@@ -33,7 +33,7 @@ from deploy.runtime.errors import DeployError
 from model.ctr_metrics import BinaryMetrics
 from model.features import FeatureSchema
 from model.trainer import OnlineTrainer
-from store.cache import ChangedRows
+from store.cache import CachedEmbeddings, ChangedRows
 from store.delta import export_delta
 from store.row_store import RowStore
 from stream.events import DAY_MS
@@ -93,7 +93,7 @@ class Captured:
     manifest: dict[str, Any]
     width: int
     delta_parent: int | None
-    unwritten: Unwritten | None
+    unwritten: Unwritten
 
 
 @dataclass(frozen=True)
@@ -146,19 +146,22 @@ class Publisher:
 
     def capture(
         self,
-        store: RowStore,
-        unwritten: Unwritten | None,
+        source: CachedEmbeddings,
+        checkpointed: tuple[dict[str, Any], dict[str, bytes]],
         trainer: OnlineTrainer,
         schema: FeatureSchema,
-        state: dict[str, Any],
+        trigger: str,
         interval: BinaryMetrics,
     ) -> Captured:
         """What must happen between two steps: the gate's verdict, a RocksDB checkpoint
-        of `store` and the dense weights, into the next version's `.partial`
-        directory. `unwritten`: what the model holds beyond the store (None: the store
-        was just flushed); `state`: positions and event times. The rest (`finish`)
-        touches only that directory, and may run in another thread while training
-        goes on; finish one capture before taking the next."""
+        of the store, a copy of the rows `source` holds beyond it, and the dense
+        weights, into the next version's `.partial` directory. `checkpointed`: the
+        position and extras a checkpoint now would write (`checkpoint.state`). The
+        rest (`finish`) touches only that directory, and may run in another thread
+        while training goes on; finish one capture before taking the next."""
+        position, extras = checkpointed
+        unwritten = Unwritten(source.changed(), position, extras)
+        store = source.store
         version = (self.versions() or [0])[-1] + 1
         partial = self.dir / f".{version:012d}.partial"
         shutil.rmtree(partial, ignore_errors=True)  # left by a crash mid-publish
@@ -175,7 +178,9 @@ class Publisher:
             "version": version,
             "parent": self.latest(),
             "created_s": self._wall(),
-            **state,
+            "trigger": trigger,
+            "positions": position["labeled"],
+            "newest_ms": position["newest_ms"],
             "examples_seen": trainer.examples_seen,
             "model": model_description(trainer.model_config, trainer.config),
             "schema": schema_to_json(schema),
@@ -192,11 +197,17 @@ class Publisher:
         manifest["delta"] = None
         copy = RowStore(partial / ROWS, captured.width)
         try:
-            known = None
-            if captured.unwritten is not None:  # the copy becomes a checkpoint taken now
-                known, extras = captured.unwritten.rows, captured.unwritten.extras
-                position = captured.unwritten.position
-                copy.ingest(known.ids, known.rows, position, known.counts, known.seen, extras)
+            # The copy becomes a checkpoint taken at the capture.
+            unwritten = captured.unwritten
+            known = unwritten.rows
+            copy.ingest(
+                known.ids,
+                known.rows,
+                unwritten.position,
+                known.counts,
+                known.seen,
+                unwritten.extras,
+            )
             if captured.delta_parent is not None:
                 name = f"delta-{captured.delta_parent}-{version}"
                 ids = export_delta(copy, partial / name, known)
@@ -205,7 +216,7 @@ class Publisher:
             copy.close()
         manifest["files"] = checksums(partial)
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        final = self.dir / f"{version:012d}"
+        final = self.path(version)
         partial.rename(final)
         promoted, reasons = manifest["gate"]["promoted"], manifest["gate"]["reasons"]
         if promoted:
@@ -236,7 +247,7 @@ class Publisher:
         keep |= {v for v, day in days.items() if day > newest_day - self._retention.keep_days}
         doomed = [v for v in versions if v not in keep]
         for v in doomed:
-            shutil.rmtree(self.dir / f"{v:012d}", ignore_errors=True)
+            shutil.rmtree(self.path(v), ignore_errors=True)
         for leftover in self.dir.glob(".*.partial"):
             shutil.rmtree(leftover, ignore_errors=True)
         return doomed
@@ -244,7 +255,7 @@ class Publisher:
     def manifest(self, version: int) -> dict[str, Any] | None:
         """A snapshot's manifest as written (None if missing or unreadable)."""
         try:
-            out: dict[str, Any] = json.loads((self.dir / f"{version:012d}" / MANIFEST).read_text())
+            out: dict[str, Any] = json.loads((self.path(version) / MANIFEST).read_text())
         except (OSError, ValueError):
             return None
         return out
