@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from deploy.commands import bench, broker, demo, join, replay, simulate, snapshots, train
+from deploy.commands import bench, broker, demo, join, replay, serve, simulate, snapshots, train
 from deploy.runtime.errors import ConfigError, DeployError
 from deploy.runtime.logging_setup import configure_logging
 from deploy.settings.resolve import CONFIG_ENV, Option, add_options, resolve, unknown_environment
@@ -18,7 +18,17 @@ from model.errors import ModelError
 from store.errors import StoreError
 from stream.errors import StreamError
 
-COMMANDS: tuple[ModuleType, ...] = (demo, broker, simulate, join, replay, train, snapshots, bench)
+COMMANDS: tuple[ModuleType, ...] = (
+    demo,
+    broker,
+    simulate,
+    join,
+    replay,
+    train,
+    snapshots,
+    serve,
+    bench,
+)
 COMMON: list[Option] = [Option("logging.level", "--log-level", "DEBUG, INFO, WARNING or ERROR")]
 log = logging.getLogger("deploy.cli")
 

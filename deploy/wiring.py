@@ -33,8 +33,16 @@ def admission_for(train: TrainSettings, fields: Sequence[FieldSpec]) -> Admissio
     thresholds = np.array([per_field.get(f.name, train.admit_after) for f in fields], np.int64)
     if (thresholds <= 1).all():
         return None
+    return admission_over(thresholds, fields, CountMinSketch(train.sketch_width, seed=train.seed))
+
+
+def admission_over(
+    thresholds: np.ndarray, fields: Sequence[FieldSpec], sketch: CountMinSketch
+) -> Admission:
+    """Admission by `thresholds` (one per field, the encoder's order) over `sketch`,
+    each field's not-yet-admitted ids reading its shared default row."""
     defaults = np.array([feature_id(f.name, DEFAULT) for f in fields], dtype=np.int64)
-    return Admission(thresholds, defaults, CountMinSketch(train.sketch_width, seed=train.seed))
+    return Admission(thresholds, defaults, sketch)
 
 
 def embedding_source(

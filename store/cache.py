@@ -119,6 +119,8 @@ class CachedEmbeddings:
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None
         self.hits = 0
         self.misses = 0
+        # The ids the last scoring lookup found neither cached nor stored.
+        self.last_unseen = np.zeros(0, dtype=np.int64)
 
     @property
     def row_width(self) -> int:
@@ -145,8 +147,10 @@ class CachedEmbeddings:
         self.hits += int((~missing).sum())
         self.misses += int(missing.sum())
         self._referenced[slots[~missing]] = True
-        if not create and missing.any():
-            return self._peek(keys, slots, missing)
+        if not create:
+            self.last_unseen = self.last_unseen[:0]
+            if missing.any():
+                return self._peek(keys, slots, missing)
         if missing.any():
             slots[missing] = self._load(keys[missing], slots[~missing])
             self._referenced[slots[missing]] = True
@@ -240,6 +244,7 @@ class CachedEmbeddings:
         rows[~missing] = self._slab[torch.from_numpy(slots[~missing])].cpu().numpy()
         records, found = self._read(keys[missing], take=False)
         rows[missing] = records["row"]
+        self.last_unseen = keys[missing][~found]
         if self._cache_reads and found.any():
             self._place(keys[missing][found], records[found], slots[~missing], dirty=False)
         return torch.from_numpy(rows).to(self._device)

@@ -13,6 +13,7 @@ from typing import Any
 
 from deploy.runtime.errors import ConfigError
 from deploy.settings.features import FeatureSettings
+from deploy.settings.serve import ServeSettings
 from deploy.settings.train import HOUR_MS, TrainDaemonSettings, TrainSettings
 from model.zoo import PAPER_NAMES
 from stream.join.core import JoinConfig
@@ -247,6 +248,7 @@ class Settings:
     train: TrainSettings
     train_daemon: TrainDaemonSettings
     features: FeatureSettings
+    serve: ServeSettings
     bench: BenchSettings
 
 
@@ -262,5 +264,6 @@ SECTIONS: dict[str, tuple[tuple[str, type], ...]] = {
     "replay": (("replay", ReplaySettings),),
     "train": (("train", TrainSettings), ("train_daemon", TrainDaemonSettings)),
     "features": (("features", FeatureSettings),),
+    "serve": (("serve", ServeSettings),),
     "bench": (("bench", BenchSettings),),
 }

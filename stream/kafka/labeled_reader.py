@@ -58,6 +58,10 @@ class LabeledReader:
             else:
                 self._consumer.seek_to_beginning(tp)
 
+    def seek_to_end(self) -> None:
+        """Starts every partition after its last record: only what comes next is read."""
+        self._consumer.seek_to_end(*self._tps.values())
+
     def poll(self, timeout_ms: int) -> list[LabeledRecord]:
         """The next records of every partition (each partition's in offset order)."""
         try:

@@ -17,7 +17,7 @@ from deploy.runtime.errors import ConfigError
 from deploy.settings.features import schema_toml
 from deploy.settings.tables import Settings, TopicSettings
 from deploy.wiring import admission_for, cached_source
-from model.features import FeatureSchema
+from model.features import FeatureEncoder, FeatureSchema
 from model.trainer import resolve_device, row_layout
 from model.zoo import ModelConfig
 from store.admission import Admission
@@ -76,7 +76,7 @@ def open_daemon(settings: Settings, metrics: TrainMetrics) -> TrainDaemon:
         parts = TrainParts(feed, source, reader, dead, publisher, announcer)
 
         def admission(schema: FeatureSchema) -> Admission | None:
-            return admission_for(train, schema.fields)
+            return admission_for(train, FeatureEncoder(schema).fields)
 
         daemon = TrainDaemon(
             parts,

@@ -33,6 +33,7 @@ from deploy.runtime.errors import DeployError
 from model.ctr_metrics import BinaryMetrics
 from model.features import FeatureSchema
 from model.trainer import OnlineTrainer
+from store.admission import Admission
 from store.cache import CachedEmbeddings, ChangedRows
 from store.delta import export_delta
 from store.row_store import RowStore
@@ -184,6 +185,7 @@ class Publisher:
             "examples_seen": trainer.examples_seen,
             "model": model_description(trainer.model_config, trainer.config),
             "schema": schema_to_json(schema),
+            "admission": _admission(trainer),
             "interval": {k: _json_number(v) for k, v in asdict(interval).items()},
             "gate": {"promoted": not reasons, "reasons": reasons},
         }
@@ -311,6 +313,15 @@ class Publisher:
         os.replace(tmp, self.dir / LATEST)
         if self._announce is not None:
             self._announce(self.model, json.dumps(manifest, sort_keys=True).encode())
+
+
+def _admission(trainer: OnlineTrainer) -> dict[str, list[int]] | None:
+    """The admission thresholds a scorer needs to read rows as the trainer does (by the
+    encoder's field order; the sketch's counts travel in the rows' extras)."""
+    admission = trainer.id_filter
+    if not isinstance(admission, Admission):
+        return None
+    return {"thresholds": admission.thresholds.tolist()}
 
 
 def _json_number(value: Any) -> Any:

@@ -1,0 +1,66 @@
+"""Published snapshots without a broker: a model learns feature dicts and is published
+by the trainer daemon's own `Publisher` (same files, manifest, gate and `LATEST`).
+For the scorer's benchmark and tests, which need real snapshots made quickly."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.apps.train import checkpoint
+from deploy.apps.train.publish import Gate, Published, Publisher
+from deploy.wiring import cached_source
+from model.ctr_metrics import BinaryMetrics, binary_metrics
+from model.features import FeatureEncoder, FeatureSchema
+from model.trainer import OnlineTrainer, TrainerConfig, row_layout
+from model.zoo import ModelConfig
+from store.row_store import RowStore
+
+
+class SnapshotMaker:
+    def __init__(
+        self,
+        snapshot_dir: Path,
+        store_dir: Path,
+        schema: FeatureSchema,
+        model: ModelConfig = ModelConfig(),
+        config: TrainerConfig = TrainerConfig(device="cpu"),
+        cache_rows: int = 200_000,
+    ) -> None:
+        layout = row_layout(model, config)
+        self.store = RowStore(store_dir / model.name, layout.width)
+        self.source = cached_source(self.store, layout, config.seed, cache_rows)
+        self.schema = schema
+        self.encoder = FeatureEncoder(schema)
+        self.trainer = OnlineTrainer(model, len(schema.fields), config, self.source)
+        self.publisher = Publisher(snapshot_dir, model.name, Gate(), lambda: 0.0)
+        self._seen: list[tuple[np.ndarray, np.ndarray]] = []
+        self.events = 0
+
+    def learn(self, features: Sequence[Mapping[str, Any]], labels: np.ndarray) -> None:
+        """Scores the batch (for the interval's metrics), then learns it."""
+        batch = self.encoder.encode(features)
+        self._seen.append((labels, self.trainer.predict_proba_many(batch)))
+        self.trainer.learn_many(batch, labels)
+        self.events += len(labels)
+
+    def publish(self, interval: BinaryMetrics | None = None) -> Published:
+        """A snapshot of what was learned, judged on the events since the last one (or on
+        `interval`, to make the gate refuse it)."""
+        if interval is None:
+            labels = np.concatenate([s[0] for s in self._seen]) if self._seen else np.zeros(0)
+            probs = np.concatenate([s[1] for s in self._seen]) if self._seen else np.zeros(0)
+            interval = binary_metrics(labels, probs)
+        self._seen.clear()
+        times = {"newest_ms": self.events}
+        state = checkpoint.state({0: (self.events, 0)}, times, (self.trainer, self.schema, None))
+        captured = self.publisher.capture(
+            self.source, state, self.trainer, self.schema, "interval", interval
+        )
+        return self.publisher.finish(captured)
+
+    def close(self) -> None:
+        self.store.close()
