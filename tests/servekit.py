@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from deploy.apps.train.publish import DENSE, LATEST, MANIFEST
+from deploy.apps.train.publish import DENSE, LATEST, MANIFEST, Announce
 from deploy.bench.snapshot_maker import SnapshotMaker
 from deploy.local.broker import free_port
 from model.features import FeatureSchema, FieldSpec
@@ -28,8 +28,10 @@ FMSTREAM = str(Path(sys.executable).with_name("fmstream"))
 SCHEMA = FeatureSchema((FieldSpec("user"), FieldSpec("item"), FieldSpec("hour", "continuous")))
 
 
-def maker(root: Path) -> SnapshotMaker:
-    return SnapshotMaker(root / "snapshots", root / "store", SCHEMA, cache_rows=10_000)
+def maker(root: Path, announce: Announce | None = None) -> SnapshotMaker:
+    return SnapshotMaker(
+        root / "snapshots", root / "store", SCHEMA, cache_rows=10_000, announce=announce
+    )
 
 
 def learn(made: SnapshotMaker, n: int, seed: int = 0) -> None:

@@ -4,6 +4,8 @@ For the scorer's benchmark and tests, which need real snapshots made quickly."""
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,13 +13,16 @@ from typing import Any
 import numpy as np
 
 from deploy.apps.train import checkpoint
-from deploy.apps.train.publish import Gate, Published, Publisher
+from deploy.apps.train.publish import Announce, Gate, Published, Publisher
 from deploy.wiring import cached_source
 from model.ctr_metrics import BinaryMetrics, binary_metrics
 from model.features import FeatureEncoder, FeatureSchema
 from model.trainer import OnlineTrainer, TrainerConfig, row_layout
 from model.zoo import ModelConfig
 from store.row_store import RowStore
+
+_PAPER, _CPU = ModelConfig(), TrainerConfig(device="cpu")
+_CALIBRATION_ONLY = Gate(max_ne_regression=math.inf)
 
 
 class SnapshotMaker:
@@ -26,17 +31,21 @@ class SnapshotMaker:
         snapshot_dir: Path,
         store_dir: Path,
         schema: FeatureSchema,
-        model: ModelConfig = ModelConfig(),
-        config: TrainerConfig = TrainerConfig(device="cpu"),
+        model: ModelConfig = _PAPER,
+        config: TrainerConfig = _CPU,
         cache_rows: int = 200_000,
+        announce: Announce | None = None,
+        gate: Gate = _CALIBRATION_ONLY,
     ) -> None:
+        """The gate judges calibration only by default: a refusal is asked for (see
+        `publish`), not left to the noise of small intervals."""
         layout = row_layout(model, config)
         self.store = RowStore(store_dir / model.name, layout.width)
         self.source = cached_source(self.store, layout, config.seed, cache_rows)
         self.schema = schema
         self.encoder = FeatureEncoder(schema)
         self.trainer = OnlineTrainer(model, len(schema.fields), config, self.source)
-        self.publisher = Publisher(snapshot_dir, model.name, Gate(), lambda: 0.0)
+        self.publisher = Publisher(snapshot_dir, model.name, gate, time.time, announce)
         self._seen: list[tuple[np.ndarray, np.ndarray]] = []
         self.events = 0
 

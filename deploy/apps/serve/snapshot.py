@@ -83,7 +83,10 @@ def load(model_dir: Path, version: int, cache_rows: int) -> Loaded:
     manifest; refused (SnapshotError) when anything does not match, when it was not
     promoted, or when a path leaves its directory."""
     path = model_dir / f"{version:012d}"
-    manifest = verify(path)
+    try:
+        manifest = verify(path)
+    except DeployError as exc:
+        raise SnapshotError(str(exc)) from exc
     _check_contained(path, manifest)
     gate = manifest.get("gate", {})
     if not gate.get("promoted"):
