@@ -23,6 +23,7 @@ from deploy.bench.join import bench_join
 from deploy.bench.publish import bench_publish
 from deploy.bench.quality import bench_quality
 from deploy.bench.replay import bench_replay
+from deploy.bench.serve import bench_serve
 from deploy.bench.store import bench_store, bench_training
 from deploy.bench.train import (
     Target,
@@ -81,6 +82,10 @@ OPTIONS: list[Option] = [
         "--batch-unique-ids",
         "store: unique ids of one batch (4,096 events x 39 fields has ~60k)",
     ),
+    Option("bench.serve_s", "--serve-s", "serve: seconds of each load phase"),
+    Option("bench.serve_swaps", "--serve-swaps", "serve: snapshots promoted under load"),
+    Option("bench.serve_swap_interval_s", "--serve-swap-interval-s", "serve: seconds apart"),
+    Option("bench.serve_train_events", "--serve-train-events", "serve: events the model learns"),
 ]
 
 
@@ -98,6 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "join",
             "replay",
             "quality",
+            "serve",
         ],
         help="what to benchmark",
     )
@@ -209,6 +215,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         )
     elif args.what == "publish":
         result = bench_publish(cfg.store_rows, cfg.cache_rows)
+    elif args.what == "serve":
+        result = bench_serve(
+            cfg.serve_s, cfg.serve_swaps, cfg.serve_swap_interval_s, cfg.serve_train_events
+        )
     elif args.what == "store":
         result = {
             **bench_store(cfg.store_rows, cfg.cache_rows, cfg.batch_unique_ids),

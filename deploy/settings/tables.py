@@ -232,6 +232,10 @@ class BenchSettings:
     freshness_interval_s: float = 10.0
     freshness_s: float = 60.0
     freshness_rate: int = 2_000
+    serve_s: float = 10.0
+    serve_swaps: int = 100
+    serve_swap_interval_s: float = 10.0
+    serve_train_events: int = 100_000
 
 
 @dataclass(frozen=True)

@@ -110,14 +110,22 @@ def _checked(
             )
         for name in unknown:
             del out[name]
+    limit = limits.max_value_bytes
+    short = limit // 4  # a string this short is within the limit in any encoding
     for name, value in out.items():
-        _check_value(name, value, where, limits.max_value_bytes)
+        kind = type(value)
+        if kind is str:
+            if len(value) > short and len(value.encode()) > limit:
+                raise _too_long(name, where, limit)
+        elif kind is not int and kind is not float and value is not None:
+            _check_value(name, value, where, limit)
     return out
 
 
 def _check_value(name: str, value: Any, where: str, limit: int) -> None:
+    """A value other than a plain string, integer, float or null."""
     if isinstance(value, str):
-        if len(value) * 4 > limit and len(value.encode()) > limit:
+        if len(value.encode()) > limit:
             raise _too_long(name, where, limit)
     elif isinstance(value, list):
         if not all(isinstance(v, str) for v in value):
