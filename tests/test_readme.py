@@ -8,6 +8,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 
 from deploy.apps.join.metrics import JoinMetrics
+from deploy.apps.serve.metrics import ServeMetrics
 from deploy.apps.train.metrics import TrainMetrics
 from deploy.batch.metrics import TrainingMetrics
 from stream.errors import DEAD_LETTER_REASONS
@@ -32,6 +33,7 @@ def test_every_metric_the_readme_names_is_exported() -> None:
     JoinMetrics(registry)
     TrainingMetrics(registry)
     TrainMetrics(registry, "deepfm")
+    ServeMetrics(registry)
     exported = generate_latest(registry).decode()
     named = set(re.findall(r"fmstream_[a-z_]+[a-z]", README.read_text()))
     assert named and sorted(n for n in named if n not in exported) == []

@@ -17,7 +17,7 @@ from tests.servekit import SCHEMA, Server, learn, maker, serving
 from tests.trainkit import labeled_events
 
 LIMITS = ["--max-body-bytes", "20000", "--max-candidates", "50", "--max-fields", "5"]
-LIMITS += ["--max-value-bytes", "32", "--poll-s", "0.5", "--poll-only"]
+LIMITS += ["--max-value-bytes", "32", "--poll-s", "0.5", "--poll-only", "--cache-rows", "100"]
 
 
 def test_scores_equal_the_trainers_and_every_bad_request_answers_its_status(
@@ -88,6 +88,7 @@ def test_scores_equal_the_trainers_and_every_bad_request_answers_its_status(
 def _check_rejections(server: Server) -> None:
     """Each bad request answers its status with a message naming what is wrong."""
     good = {"user": "u1", "item": "i1"}
+    many_rows = [{"user": f"x{i}", "item": f"y{i}"} for i in range(50)]
     cases: list[tuple[object, str | None, int, str]] = [
         ({"candidates": [good]}, None, 401, "Bearer"),
         ({"candidates": [good]}, "wrong", 401, "Bearer"),
@@ -96,6 +97,7 @@ def _check_rejections(server: Server) -> None:
         ({"candidates": [good] * 51}, "s3cret", 413, "max_candidates=50"),
         ({"candidates": [{**good, "a": 1, "b": 2, "c": 3, "d": 4}]}, "s3cret", 422, "max_fields=5"),
         ({"candidates": [{"user": "u" * 40}]}, "s3cret", 422, "max_value_bytes=32"),
+        ({"candidates": many_rows}, "s3cret", 413, "touches 101 embedding rows"),
         ({"candidates": [{"colour": "red"}]}, "s3cret", 422, "'colour'"),
         ({"candidates": [{"hour": "noon"}]}, "s3cret", 422, "'hour'"),
         ({"candidates": [{"user": {"nested": 1}}]}, "s3cret", 422, "candidates[0].user"),

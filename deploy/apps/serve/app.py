@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -105,6 +106,7 @@ async def _score(scoring: Scoring, request: Request) -> Response:
                 batch = loaded.encoder.encode(features)
             except FeatureError as exc:
                 raise RequestError(422, "bad_value", str(exc)) from None
+            _check_rows(batch.entries.unique, loaded.source.capacity)
             scores, unseen = loaded.score(batch)
             scoring.metrics.scored(loaded, scores, unseen)
             version = loaded.version
@@ -114,6 +116,18 @@ async def _score(scoring: Scoring, request: Request) -> Response:
         return _error(scoring, RequestError(503, "not_ready", "no snapshot is loaded yet"))
     scoring.recent.append(features)
     return _json(200, {"model": scoring.model, "version": version, "scores": scores.tolist()})
+
+
+def _check_rows(unique: np.ndarray, capacity: int) -> None:
+    """A request's rows must fit the read cache at once (multi-valued fields can hold
+    many ids in few bytes)."""
+    if len(unique) > capacity:
+        raise RequestError(
+            413,
+            "max_rows",
+            f"the request touches {len(unique)} embedding rows, over this worker's "
+            f"cache of {capacity} (--cache-rows)",
+        )
 
 
 def _authorize(scoring: Scoring, request: Request) -> None:

@@ -132,7 +132,7 @@ def _check_value(name: str, value: Any, where: str, limit: int) -> None:
             raise RequestError(
                 422, "bad_value", f"{where}.{name}: a list value must hold strings only"
             )
-        if sum(len(v.encode()) for v in value) > limit:
+        if sum(len(v.encode()) + 1 for v in value) > limit:  # + 1: an id even when empty
             raise _too_long(name, where, limit)
     elif isinstance(value, bool) or not isinstance(value, int | float | None):
         raise RequestError(
