@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from deploy.apps.train.publish import DENSE, LATEST, MANIFEST, Announce
+from deploy.apps.train.publish import DENSE, MANIFEST, Announce, point_latest
 from deploy.bench.snapshot_maker import SnapshotMaker
 from deploy.local.broker import free_port
 from model.features import FeatureSchema, FieldSpec
@@ -53,12 +53,6 @@ def corrupt_copy(model_dir: Path, of: int, version: int) -> None:
         f.seek(200)
         f.write(b"\x00\x01\x02\x03")
     point_latest(model_dir, version)
-
-
-def point_latest(model_dir: Path, version: int) -> None:
-    tmp = model_dir / ".LATEST.tmp"
-    tmp.write_text(str(version))
-    tmp.rename(model_dir / LATEST)
 
 
 class Server:

@@ -13,11 +13,12 @@ import httpx
 import pytest
 
 from deploy.apps.train.clients import open_announcer
+from deploy.apps.train.publish import point_latest
 from deploy.local.broker import EmbeddedBroker
 from deploy.settings.tables import TopicSettings
 from model.ctr_metrics import BinaryMetrics
 from tests.clikit import run_fmstream
-from tests.servekit import Server, corrupt_copy, learn, maker, point_latest, serving
+from tests.servekit import Server, corrupt_copy, learn, maker, serving
 from tests.trainkit import topic_env
 
 POLL_S = 2.0

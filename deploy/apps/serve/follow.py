@@ -4,13 +4,16 @@
 snapshots topic wakes it, the follower reads it and, if it names another
 version than the one served (newer, or older after a rollback), loads that one
 beside the current one, verifies and warms it, then swaps. A snapshot that
-fails is logged and counted once and skipped; the worker keeps what it serves.
+fails is logged, counted and skipped, then tried again after `RETRY_POLLS` polls
+(in case what failed was passing: a disk, a file system); the worker keeps what
+it serves.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -20,6 +23,7 @@ from deploy.apps.serve.snapshot import Loaded, SnapshotError, latest
 from stream.errors import BrokerError
 
 log = logging.getLogger(__name__)
+RETRY_POLLS = 12
 
 
 class SwapMetrics(Protocol):
@@ -36,6 +40,7 @@ class Follower:
         warm: Callable[[Loaded], None],
         poll_s: float,
         metrics: SwapMetrics,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._dir = model_dir
         self._current = current
@@ -43,7 +48,8 @@ class Follower:
         self._warm = warm
         self._poll_s = poll_s
         self._metrics = metrics
-        self._failed: set[int] = set()
+        self._clock = clock
+        self._failed: dict[int, float] = {}  # version -> when it failed
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fmstream-serve-follow", daemon=True)
@@ -76,19 +82,19 @@ class Follower:
         except SnapshotError as exc:
             self._fail("latest", str(exc))
             return False
-        if version is None or version == self._current.version or version in self._failed:
+        if version is None or version == self._current.version or self._resting(version):
             return False
         try:
             loaded = self._load(version)
         except SnapshotError as exc:
-            self._failed.add(version)
+            self._failed[version] = self._clock()
             self._fail("load", f"snapshot {version} is skipped: {exc}")
             return False
         try:
             self._warm(loaded)
         except Exception as exc:
             loaded.close()
-            self._failed.add(version)
+            self._failed[version] = self._clock()
             self._fail("warm", f"snapshot {version} failed to score while warming: {exc}")
             return False
         old = self._current.swap(loaded)
@@ -99,6 +105,11 @@ class Follower:
             old.version if old is not None else "none",
         )
         return True
+
+    def _resting(self, version: int) -> bool:
+        """Whether `version` failed less than `RETRY_POLLS` polls ago."""
+        failed = self._failed.get(version)
+        return failed is not None and self._clock() - failed < RETRY_POLLS * self._poll_s
 
     def _fail(self, reason: str, message: str) -> None:
         self._metrics.swap_failed(reason)

@@ -98,6 +98,9 @@ def _worker(config: WorkerConfig) -> Starlette:
         )
 
     def start() -> None:
+        # Before the worker accepts a connection: one that has a snapshot to load does
+        # not take requests (on the shared port) only to answer 503.
+        follower.check()
         follower.start()
         if announcements is not None:
             announcements.start()
