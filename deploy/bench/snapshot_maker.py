@@ -60,8 +60,8 @@ class SnapshotMaker:
         """A snapshot of what was learned, judged on the events since the last one (or on
         `interval`, to make the gate refuse it)."""
         if interval is None:
-            labels = np.concatenate([s[0] for s in self._seen]) if self._seen else np.zeros(0)
-            probs = np.concatenate([s[1] for s in self._seen]) if self._seen else np.zeros(0)
+            seen = self._seen or [(np.zeros(0), np.zeros(0))]
+            labels, probs = (np.concatenate(part) for part in zip(*seen, strict=True))
             interval = binary_metrics(labels, probs)
         self._seen.clear()
         times = {"newest_ms": self.events}

@@ -49,6 +49,13 @@ class Current:
 
     def swap(self, new: Loaded) -> Loaded | None:
         """Serves `new` from the next lease on; returns the snapshot it replaced."""
+        return self._replace(new)
+
+    def close(self) -> None:
+        self._replace(None)
+
+    def _replace(self, new: Loaded | None) -> Loaded | None:
+        """The old snapshot is retired: closed now, or by its last lease."""
         with self._lock:
             old, self._loaded = self._loaded, new
             if old is not None:
@@ -56,14 +63,6 @@ class Current:
         if old is not None:
             self._give_back(id(old), lease=False)
         return old
-
-    def close(self) -> None:
-        with self._lock:
-            loaded, self._loaded = self._loaded, None
-            if loaded is not None:
-                self._retired[id(loaded)] = loaded
-        if loaded is not None:
-            self._give_back(id(loaded), lease=False)
 
     def _give_back(self, key: int, lease: bool = True) -> None:
         with self._lock:

@@ -115,13 +115,12 @@ def load(model_dir: Path, version: int, cache_rows: int) -> Loaded:
         trainer.model.load_state_dict(dense)
         trainer.model.eval()
         trainer.examples_seen = int(manifest["examples_seen"])
-    except BaseException as exc:
+    except SnapshotError:
         store.close()
-        if isinstance(exc, SnapshotError):
-            raise
-        if isinstance(exc, Exception):
-            raise SnapshotError(f"cannot load the model of {path}: {exc}") from exc
         raise
+    except Exception as exc:
+        store.close()
+        raise SnapshotError(f"cannot load the model of {path}: {exc}") from exc
     return Loaded(version, path, manifest, trainer, encoder, source, admission)
 
 
