@@ -17,6 +17,7 @@ from deploy.settings.resolve import resolve
 from deploy.settings.tables import Settings, TopicSettings
 from model.trainer import TrainerConfig, row_layout
 from model.zoo import ModelConfig
+from store.errors import StoreSchemaError
 from store.row_store import RowStore
 from stream.events import LabeledEvent, encode_labeled, encode_labeled_batch
 from stream.kafka.options import ClientOptions
@@ -131,7 +132,11 @@ def stored(store: Path, model: str = "deepfm") -> dict[str, Any]:
     width = row_layout(config, TrainerConfig()).width
     if not (store / model).exists():
         return {}  # killed before it opened its store
-    rows = RowStore(store / model, width, read_only=True)
+    try:
+        rows = RowStore(store / model, width, read_only=True)
+    except StoreSchemaError:
+        # Caught between RocksDB creating the directory and the trainer writing its metadata.
+        return {}
     try:
         return rows.position() or {}
     finally:
