@@ -67,6 +67,9 @@ _PER_SLOT = (
 # (or a snapshot read by few requests) holds what it uses, not the capacity.
 INITIAL_ROWS = 1 << 16
 
+# At most this many ids a read-only cache knows to be absent from its snapshot.
+ABSENT_IDS = 1 << 18
+
 
 @dataclass(frozen=True)
 class ChangedRows:
@@ -102,6 +105,9 @@ class CachedEmbeddings:
         start = max(1, min(capacity, initial_rows))
         self._slab = torch.zeros((start, store.width), dtype=torch.float32, device=self._device)
         self._slot_of = slot_index(start)
+        self._slot_index = slot_index
+        self._absent_bound = min(ABSENT_IDS, capacity)
+        self._absent = self._no_absent_ids()
         self._id_at: np.ndarray
         self._used: np.ndarray
         self._dirty: np.ndarray
@@ -214,6 +220,7 @@ class CachedEmbeddings:
             raise StoreError(f"flush {self.store.path} before reading a snapshot of it")
         twin = copy.copy(self)
         twin.store, twin._cache_reads = snapshot, True
+        twin._absent = twin._no_absent_ids()
         twin._slab = self._slab.clone()
         twin._slot_of = copy.deepcopy(self._slot_of)
         for name, _, _ in _PER_SLOT:
@@ -239,15 +246,38 @@ class CachedEmbeddings:
     def _peek(self, keys: np.ndarray, slots: np.ndarray, missing: np.ndarray) -> torch.Tensor:
         """Rows for scoring: absent ones are read or initialized but never stored. With
         `cache_reads` the rows read from the store are cached; initialized ones never
-        are (they are recomputed on demand), so unseen ids do not fill the cache."""
+        are (they are recomputed on demand), so unseen ids do not fill the cache, and
+        the ids found absent are remembered (a snapshot never gains rows) so that they
+        are not looked up in the store again."""
         rows = np.empty((len(keys), self.store.width), dtype=np.float32)
         rows[~missing] = self._slab[torch.from_numpy(slots[~missing])].cpu().numpy()
-        records, found = self._read(keys[missing], take=False)
-        rows[missing] = records["row"]
-        self.last_unseen = keys[missing][~found]
+        asked, at = keys[missing], np.flatnonzero(missing)
+        known = (
+            self._absent.get(asked) >= 0 if self._absent is not None else np.zeros(len(asked), bool)
+        )
+        records, found = self._read(asked[~known], take=False)
+        rows[at[~known]] = records["row"]
+        if known.any():
+            rows[at[known]] = self._init(asked[known])
+        unseen = asked[~known][~found]
+        self.last_unseen = np.concatenate([asked[known], unseen])
+        self._remember_absent(unseen)
         if self._cache_reads and found.any():
-            self._place(keys[missing][found], records[found], slots[~missing], dirty=False)
+            self._place(asked[~known][found], records[found], slots[~missing], dirty=False)
         return torch.from_numpy(rows).to(self._device)
+
+    def _no_absent_ids(self) -> SlotIndex | None:
+        """An empty index of ids known to be absent: only over an immutable snapshot."""
+        return self._slot_index(self._absent_bound) if self._cache_reads else None
+
+    def _remember_absent(self, ids: np.ndarray) -> None:
+        if self._absent is None or not len(ids):
+            return
+        ids = ids[: self._absent_bound]
+        if len(self._absent) + len(ids) > self._absent_bound:
+            self._absent = self._no_absent_ids()  # forgetting them all bounds the memory
+        assert self._absent is not None
+        self._absent.put(ids, np.zeros(len(ids), dtype=np.int64))
 
     def _read(self, keys: np.ndarray, take: bool) -> tuple[np.ndarray, np.ndarray]:
         """Records from the write-back buffer, else the store, else initial; and which existed."""

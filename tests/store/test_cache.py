@@ -163,3 +163,36 @@ def test_kill_9_during_cached_training_leaves_exactly_the_recorded_steps(
         store.close()
         np.testing.assert_array_equal(rows[:, 0], expected)
     assert step > 0
+
+
+class _CountingStore(RowStore):
+    """A real read-only store that counts the ids looked up in RocksDB."""
+
+    asked = 0
+
+    def get_records(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.asked += len(keys)
+        return super().get_records(keys)
+
+
+def test_a_snapshot_reader_looks_up_an_unseen_id_once_and_still_counts_it(
+    tmp_path: Path,
+) -> None:
+    live = RowStore(tmp_path / "live", W)
+    live.write(np.array([1]), np.array([[1, 1, 1]], np.float32), {"p": 1})
+    live.checkpoint(tmp_path / "snap")
+    live.close()
+    snap = _CountingStore(tmp_path / "snap", W, read_only=True)
+    cache = CachedEmbeddings(snap, _init, capacity=4, cache_reads=True, slot_index=SlotMap)
+    for _ in range(3):
+        rows = cache.lookup(torch.tensor([1, 7, 8]), create=False).numpy()
+        np.testing.assert_array_equal(rows, [[1, 1, 1], [7, 7, 7], [8, 8, 8]])
+        assert sorted(cache.last_unseen.tolist()) == [7, 8]
+    assert snap.asked == 3  # 1, 7 and 8 once; then 1 from the slab, 7 and 8 known absent
+    # More unseen ids than the bound: the remembered ones are forgotten, not the answers.
+    rows = cache.lookup(torch.tensor([20, 21, 22]), create=False).numpy()
+    np.testing.assert_array_equal(rows, _init(np.array([20, 21, 22])))
+    assert sorted(cache.last_unseen.tolist()) == [20, 21, 22]
+    cache.lookup(torch.tensor([7]), create=False)
+    assert cache.last_unseen.tolist() == [7] and snap.asked == 7
+    snap.close()
