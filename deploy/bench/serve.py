@@ -159,7 +159,8 @@ def _variants(model_dir: Path, count: int) -> list[int]:
     for version in range(2, count + 2):
         path = model_dir / f"{version:012d}"
         shutil.copytree(first, path, copy_function=os.link)
-        (path / DENSE).unlink()
+        for linked in (DENSE, MANIFEST):  # rewritten: a write through a link changes `first`
+            (path / linked).unlink()
         nudged = {k: v + 1e-4 * version if v.is_floating_point() else v for k, v in dense.items()}
         torch.save(nudged, path / DENSE)
         manifest = {**manifest, "version": version, "parent": version - 1}

@@ -24,3 +24,5 @@ def configure_logging(level: str) -> None:
     # below DEBUG only the client's fatal lines are shown.
     kafka_level = logging.DEBUG if root.level <= logging.DEBUG else logging.CRITICAL
     logging.getLogger("kafka").setLevel(kafka_level)
+    # httpx logs every request at INFO; the bench and tests send thousands.
+    logging.getLogger("httpx").setLevel(max(root.level, logging.WARNING))
