@@ -10,7 +10,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from deploy.commands import bench, broker, demo, join, replay, serve, simulate, snapshots, train
+from deploy.commands import (
+    bench,
+    broker,
+    demo,
+    evaluate,
+    join,
+    replay,
+    serve,
+    simulate,
+    snapshots,
+    train,
+)
 from deploy.runtime.errors import ConfigError, DeployError
 from deploy.runtime.logging_setup import configure_logging
 from deploy.settings.resolve import CONFIG_ENV, Option, add_options, resolve, unknown_environment
@@ -27,6 +38,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     train,
     snapshots,
     serve,
+    evaluate,
     bench,
 )
 COMMON: list[Option] = [Option("logging.level", "--log-level", "DEBUG, INFO, WARNING or ERROR")]

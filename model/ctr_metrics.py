@@ -106,6 +106,21 @@ class StreamingMetrics:
         out.hist = self.hist + other.hist
         return out
 
+    def state(self) -> tuple[dict[str, float], np.ndarray]:
+        """Scalars and the histogram pair: everything `restored` needs."""
+        scalars = {"count": self.count, "positives": self.positives}
+        return scalars | {"sum_p": self.sum_p, "sum_logloss": self.sum_logloss}, self.hist
+
+    @classmethod
+    def restored(cls, scalars: dict[str, float], hist: np.ndarray) -> StreamingMetrics:
+        if hist.shape != (2, _BINS):
+            raise ValueError(f"a metrics histogram is (2, {_BINS}), got {hist.shape}")
+        out = cls()
+        out.count, out.positives = int(scalars["count"]), int(scalars["positives"])
+        out.sum_p, out.sum_logloss = float(scalars["sum_p"]), float(scalars["sum_logloss"])
+        out.hist = hist.astype(np.int64, copy=True)
+        return out
+
     def _auc_and_bound(self) -> tuple[float, float]:
         neg, pos = self.hist[0].astype(np.float64), self.hist[1].astype(np.float64)
         n_pos, n_neg = pos.sum(), neg.sum()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from deploy.apps.evaluate.metrics import EvaluateMetrics
 from deploy.apps.join.metrics import JoinMetrics
 from deploy.apps.serve.metrics import ServeMetrics
 from deploy.apps.train.metrics import TrainMetrics
@@ -34,6 +35,7 @@ def test_every_metric_the_readme_names_is_exported() -> None:
     TrainingMetrics(registry)
     TrainMetrics(registry, "deepfm")
     ServeMetrics(registry)
+    EvaluateMetrics(registry).day("deepfm", "2026-01-02", {"holdout": {"auc": 0.7}})
     exported = generate_latest(registry).decode()
     named = set(re.findall(r"fmstream_[a-z_]+[a-z]", README.read_text()))
     assert named and sorted(n for n in named if n not in exported) == []

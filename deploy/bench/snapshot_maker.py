@@ -56,20 +56,29 @@ class SnapshotMaker:
         self.trainer.learn_many(batch, labels)
         self.events += len(labels)
 
-    def publish(self, interval: BinaryMetrics | None = None) -> Published:
+    def publish(
+        self,
+        interval: BinaryMetrics | None = None,
+        trigger: str = "interval",
+        newest_ms: int | None = None,
+    ) -> Published:
         """A snapshot of what was learned, judged on the events since the last one (or on
-        `interval`, to make the gate refuse it)."""
+        `interval`, to make the gate refuse it). `newest_ms`: the newest event time it
+        learned, and the input's event time at its promotion (default: the count of
+        events learned, a stand-in clock)."""
         if interval is None:
             seen = self._seen or [(np.zeros(0), np.zeros(0))]
             labels, probs = (np.concatenate(part) for part in zip(*seen, strict=True))
             interval = binary_metrics(labels, probs)
         self._seen.clear()
-        times = {"newest_ms": self.events}
-        state = checkpoint.state({0: (self.events, 0)}, times, (self.trainer, self.schema, None))
-        captured = self.publisher.capture(
-            self.source, state, self.trainer, self.schema, "interval", interval
+        newest = self.events if newest_ms is None else newest_ms
+        state = checkpoint.state(
+            {0: (self.events, 0)}, {"newest_ms": newest}, (self.trainer, self.schema, None)
         )
-        return self.publisher.finish(captured)
+        captured = self.publisher.capture(
+            self.source, state, self.trainer, self.schema, trigger, interval
+        )
+        return self.publisher.finish(captured, lambda: newest)
 
     def close(self) -> None:
         self.store.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.runtime.errors import ConfigError
+from deploy.settings.evaluate import EvaluateSettings
 from deploy.settings.features import FeatureSettings
 from deploy.settings.serve import ServeSettings
 from deploy.settings.train import HOUR_MS, TrainDaemonSettings, TrainSettings
@@ -253,6 +254,7 @@ class Settings:
     train_daemon: TrainDaemonSettings
     features: FeatureSettings
     serve: ServeSettings
+    evaluate: EvaluateSettings
     bench: BenchSettings
 
 
@@ -269,5 +271,6 @@ SECTIONS: dict[str, tuple[tuple[str, type], ...]] = {
     "train": (("train", TrainSettings), ("train_daemon", TrainDaemonSettings)),
     "features": (("features", FeatureSettings),),
     "serve": (("serve", ServeSettings),),
+    "evaluate": (("evaluate", EvaluateSettings),),
     "bench": (("bench", BenchSettings),),
 }

@@ -26,9 +26,9 @@ from deploy.apps.train.publish import (
     Gate,
     Published,
     Publisher,
-    Retention,
     verify,
 )
+from deploy.apps.train.retention import Retention
 from deploy.local.broker import EmbeddedBroker
 from deploy.runtime.errors import DeployError
 from deploy.settings.tables import TopicSettings

@@ -78,10 +78,11 @@ def latest(model_dir: Path) -> int | None:
     return int(text)
 
 
-def load(model_dir: Path, version: int, cache_rows: int) -> Loaded:
+def load(model_dir: Path, version: int, cache_rows: int, promoted_only: bool = True) -> Loaded:
     """The snapshot `version` under `model_dir`, checked file by file against its
     manifest; refused (SnapshotError) when anything does not match, when it was not
-    promoted, or when a path leaves its directory."""
+    promoted (unless not `promoted_only`: the evaluator judges refused ones too), or
+    when a path leaves its directory."""
     path = model_dir / f"{version:012d}"
     try:
         manifest = verify(path)
@@ -89,7 +90,7 @@ def load(model_dir: Path, version: int, cache_rows: int) -> Loaded:
         raise SnapshotError(str(exc)) from exc
     _check_contained(path, manifest)
     gate = manifest.get("gate", {})
-    if not gate.get("promoted"):
+    if promoted_only and not gate.get("promoted"):
         raise SnapshotError(
             f"snapshot {version} at {path} was refused by the publish gate "
             f"({'; '.join(gate.get('reasons', []))}): it is never served"

@@ -12,7 +12,8 @@ from deploy.apps.train.cutter import Cutter
 from deploy.apps.train.daemon import TrainDaemon, TrainParts
 from deploy.apps.train.feed import Feed
 from deploy.apps.train.metrics import TrainMetrics
-from deploy.apps.train.publish import Announce, Gate, Publisher, Retention
+from deploy.apps.train.publish import Announce, Gate, Publisher
+from deploy.apps.train.retention import Retention
 from deploy.runtime.errors import ConfigError
 from deploy.settings.features import schema_toml
 from deploy.settings.tables import Settings, TopicSettings
@@ -71,7 +72,7 @@ def open_daemon(settings: Settings, metrics: TrainMetrics) -> TrainDaemon:
         gate = Gate(cfg.gate_min_calibration, cfg.gate_max_calibration, cfg.gate_max_ne_regression)
         announcer, announce = open_announcer(options, settings.topics.snapshots)
         stack.callback(announcer.close)
-        retention = Retention(cfg.keep_snapshots, cfg.keep_days)
+        retention = Retention(cfg.keep_snapshots, cfg.keep_days, settings.join.window_ms)
         publisher = Publisher(snapshots, model.name, gate, time.time, announce, retention)
         parts = TrainParts(feed, source, reader, dead, publisher, announcer)
 

@@ -234,7 +234,7 @@ class TrainDaemon:
             pending.result()
 
     def _finish(self, publisher: Publisher, captured: Captured, start: float) -> Published:
-        done = publisher.finish(captured)
+        done = publisher.finish(captured, lambda: self.newest_ms)
         self._metrics.published(done, self._clock() - start, captured.manifest["newest_ms"])
         log.info(
             "snapshot version=%d trigger=%s promoted=%s reasons=%s",

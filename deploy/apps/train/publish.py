@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from deploy.apps.train.checkpoint import model_description, schema_to_json
+from deploy.apps.train.retention import DEFAULT_RETENTION, Retention
 from deploy.runtime.errors import DeployError
 from model.ctr_metrics import BinaryMetrics
 from model.features import FeatureSchema
@@ -37,12 +38,14 @@ from store.admission import Admission
 from store.cache import CachedEmbeddings, ChangedRows
 from store.delta import export_delta
 from store.row_store import RowStore
-from stream.events import DAY_MS
 
 MANIFEST, DENSE, ROWS, LATEST = "manifest.json", "dense.pt", "rows", "LATEST"
 # rocksdict rewrites its settings file on every open, read-only ones included (the
 # same bytes, but a reader hashing it meanwhile sees it half written); it is no data.
-_UNCHECKED = ("rocksdict-config.json",)
+# The evaluator's side file (`EVALUATION`): written next to the manifest of a day-end
+# snapshot after the next day closed, so it is not part of what the snapshot was.
+EVALUATION = "evaluation.json"
+_UNCHECKED = ("rocksdict-config.json", EVALUATION)
 DELTA_BASE = "snapshot_delta_base"  # store extra: the snapshot its change log starts at
 
 
@@ -110,15 +113,6 @@ class Unwritten:
     extras: dict[str, bytes]
 
 
-@dataclass(frozen=True)
-class Retention:
-    """Kept: `LATEST`, the newest `keep` snapshots, and the day-end snapshots of the
-    last `keep_days` event days (the next-day holdout's)."""
-
-    keep: int = 10
-    keep_days: int = 7
-
-
 Announce = Callable[[str, bytes], None]  # (model, manifest JSON) of a promoted snapshot
 
 
@@ -130,7 +124,7 @@ class Publisher:
         gate: Gate,
         wall: Callable[[], float],
         announce: Announce | None = None,
-        retention: Retention = Retention(),
+        retention: Retention = DEFAULT_RETENTION,
     ) -> None:
         self.model = model
         self.dir = root / model
@@ -194,10 +188,14 @@ class Publisher:
         }
         return Captured(version, partial, manifest, store.width, parent, unwritten)
 
-    def finish(self, captured: Captured) -> Published:
+    def finish(
+        self, captured: Captured, stream_ms: Callable[[], int | None] = lambda: None
+    ) -> Published:
         """Writes the delta (from the checkpoint, whose change log runs from the last
         promoted snapshot), the manifest with every file's checksum, renames the
-        snapshot into place, promotes it if the gate passed, and prunes."""
+        snapshot into place, promotes it if the gate passed, and prunes. `stream_ms`:
+        the trainer's input event time now, recorded as `promoted_ms` (the evaluator's
+        measure of when, in event time, scorers began to serve it)."""
         version, partial, manifest = captured.version, captured.partial, captured.manifest
         manifest["delta"] = None
         copy = RowStore(partial / ROWS, captured.width)
@@ -220,6 +218,9 @@ class Publisher:
         finally:
             copy.close()
         manifest["files"] = checksums(partial)
+        now, newest = stream_ms(), manifest["newest_ms"]
+        at = max(now, newest or now) if now is not None else newest
+        manifest["promoted_ms"] = at if manifest["gate"]["promoted"] else None
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         final = self.path(version)
         partial.rename(final)
@@ -242,14 +243,7 @@ class Publisher:
         """Deletes the snapshots `Retention` does not keep, and crash leftovers."""
         versions = self.versions()
         manifests = {v: self.manifest(v) for v in versions}
-        days = {
-            v: m["newest_ms"] // DAY_MS
-            for v, m in manifests.items()
-            if m and m.get("trigger") == "day_end" and m.get("newest_ms") is not None
-        }
-        newest_day = max(days.values(), default=0)
-        keep = set(versions[-self._retention.keep :]) | {self.latest()}
-        keep |= {v for v, day in days.items() if day > newest_day - self._retention.keep_days}
+        keep = self._retention.kept(versions, manifests, self.latest())
         doomed = [v for v in versions if v not in keep]
         for v in doomed:
             shutil.rmtree(self.path(v), ignore_errors=True)

@@ -120,8 +120,11 @@ def open_input(
 
 
 def _truth(path: Path | None) -> Truth | None:
-    if path is None:
-        return None
+    return None if path is None else truth_lookup(path)
+
+
+def truth_lookup(path: Path) -> Truth:
+    """Each id's true click probability from a simulator truth file (NaN: not in it)."""
     columns = read_truth(path)
     p_label = dict(zip(columns["id"].tolist(), columns["p_label"].tolist(), strict=True))
     return lambda ids: np.array([p_label.get(i, np.nan) for i in ids], dtype=np.float64)

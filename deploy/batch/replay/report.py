@@ -12,6 +12,7 @@ from typing import Any
 
 from deploy.batch.replay.inputs import ROW_STEP_MS, START_MS
 from deploy.batch.replay.protocol import PeriodReplay, Scores
+from deploy.runtime.files import replace_text
 from model.zoo import PAPER_NAMES
 
 
@@ -261,18 +262,12 @@ def write_files(doc: dict[str, Any], out: Path, with_plot: bool = True) -> list[
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "replay.json", out / "replay.md", out / "replay.png"]
     # default=str: every setting serializes (paths, enums), whatever the settings hold.
-    _replace(paths[0], json.dumps(doc, indent=2, allow_nan=True, default=str) + "\n")
-    _replace(paths[1], markdown(doc))
+    replace_text(paths[0], json.dumps(doc, indent=2, allow_nan=True, default=str) + "\n")
+    replace_text(paths[1], markdown(doc))
     if not with_plot:
         return paths[:2]
     plot(doc, paths[2])
     return paths
-
-
-def _replace(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    partial.replace(path)
 
 
 def plot(doc: dict[str, Any], path: Path) -> None:

@@ -104,6 +104,30 @@ def _joined(
     yield from join.finish()
 
 
+def joined_log(
+    path: Path, settings: Settings, seed: int
+) -> tuple[OpenedInput, Iterator[LabeledEvent]]:
+    """A log's labeled events as the replay makes them (the joiner core, impression-time
+    order); a bad row fails it past `--max-bad-share`, as in a replay."""
+    opened = open_input(path, settings.replay, seed, settings.join.allowed_lateness_ms)
+    bad = BadRows(settings.replay.max_bad_share)
+
+    def events() -> Iterator[LabeledEvent]:
+        count = 0
+        for event in _joined(_read(opened.records, bad), OrderedJoin(settings.join), bad):
+            count += 1
+            yield event
+        bad.check(count)
+
+    return opened, events()
+
+
+def _read(items: Iterator[T], bad: BadRows) -> Iterator[T]:
+    for item in items:
+        bad.read += 1
+        yield item
+
+
 def replay(
     path: Path,
     settings: Settings,

@@ -1,0 +1,117 @@
+"""The evaluator's own state, one file replaced whole: its `labeled` position and the
+metrics of the days still open that reflect exactly the records before it. A
+restart reads it back and resumes at that position, so no event counts twice."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.apps.evaluate.days import DayTable, ModelDay
+from deploy.runtime.errors import DeployError
+from model.ctr_metrics import StreamingMetrics
+
+FORMAT = 1
+
+
+@dataclass
+class Progress:
+    """Where the evaluator is: next offset per partition, the stream's newest event
+    time, the days already written, and records skipped (by reason)."""
+
+    positions: dict[int, int] = field(default_factory=dict)
+    newest_ms: int | None = None
+    closed: set[int] = field(default_factory=set)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def save(path: Path, progress: Progress, table: DayTable) -> None:
+    arrays: dict[str, np.ndarray] = {}
+
+    def put(metrics: StreamingMetrics) -> dict[str, Any]:
+        scalars, hist = metrics.state()
+        name = f"h{len(arrays)}"
+        arrays[name] = hist
+        return {"scalars": scalars, "hist": name}
+
+    days = [
+        {
+            "day": day,
+            "model": model,
+            "holdout_version": entry.holdout_version,
+            "holdout_promoted": entry.holdout_promoted,
+            "holdout_newest_ms": entry.holdout_newest_ms,
+            "served_versions": sorted(entry.served_versions),
+            "unscored": dict(entry.unscored),
+            "metrics": {kind: put(m) for kind, m in entry.metrics.items()},
+        }
+        for day, models in table.days.items()
+        for model, entry in models.items()
+    ]
+    meta = {
+        "format": FORMAT,
+        "positions": {str(p): o for p, o in progress.positions.items()},
+        "newest_ms": progress.newest_ms,
+        "closed": sorted(progress.closed),
+        "skipped": dict(progress.skipped),
+        "days": days,
+        "bayes": [{"day": day, **put(m)} for day, m in table.bayes.items()],
+    }
+    buffer = io.BytesIO()
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    # numpy's stubs read `**arrays` as possibly its `allow_pickle` flag (numpy >= 2.1).
+    savez: Any = np.savez
+    savez(buffer, **arrays)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with partial.open("wb") as f:
+            f.write(buffer.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        partial.replace(path)
+    except OSError as exc:
+        raise DeployError(f"cannot write the evaluator's state {path}: {exc}") from exc
+
+
+def restore(path: Path, table: DayTable) -> Progress:
+    """The saved progress, its open days put back into `table`; an empty one when there
+    is no state yet."""
+    if not path.exists():
+        return Progress()
+    try:
+        with np.load(path) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+        meta = json.loads(arrays.pop("meta").tobytes())
+    except (OSError, ValueError, KeyError) as exc:
+        raise DeployError(f"the evaluator's state {path} is unreadable: {exc}") from exc
+    if meta.get("format") != FORMAT:
+        raise DeployError(f"{path} is state format {meta.get('format')}, this reads {FORMAT}")
+
+    def get(entry: dict[str, Any]) -> StreamingMetrics:
+        return StreamingMetrics.restored(entry["scalars"], arrays[entry["hist"]])
+
+    for d in meta["days"]:
+        table.days.setdefault(d["day"], {})[d["model"]] = ModelDay(
+            metrics={kind: get(m) for kind, m in d["metrics"].items()},
+            holdout_version=d["holdout_version"],
+            holdout_promoted=d["holdout_promoted"],
+            holdout_newest_ms=d["holdout_newest_ms"],
+            served_versions=set(d["served_versions"]),
+            unscored=Counter(d["unscored"]),
+        )
+    for b in meta["bayes"]:
+        table.bayes[b["day"]] = get(b)
+    return Progress(
+        positions={int(p): int(o) for p, o in meta["positions"].items()},
+        newest_ms=meta["newest_ms"],
+        closed=set(meta["closed"]),
+        skipped=Counter(meta["skipped"]),
+    )
