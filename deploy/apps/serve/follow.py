@@ -11,7 +11,9 @@ it serves.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +26,15 @@ from stream.errors import BrokerError
 
 log = logging.getLogger(__name__)
 RETRY_POLLS = 12
+LOADER_NICE = 10
+
+
+def _yield_to_requests() -> None:
+    """Loading the next snapshot (hashing, opening, warming) runs below the request
+    loop's CPU priority: a worker has one core, and a swap must not queue requests
+    behind it. Linux sets a nice value per thread; elsewhere nothing changes."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICE)
 
 
 class SwapMetrics(Protocol):
@@ -66,6 +77,7 @@ class Follower:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
+        _yield_to_requests()
         while not self._stopping.is_set():
             try:
                 self.check()

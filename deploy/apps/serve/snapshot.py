@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from deploy.apps.train.checkpoint import ADMISSION, schema_from_json
-from deploy.apps.train.publish import DENSE, LATEST, ROWS, verify
+from deploy.apps.train.publish import DENSE, LATEST, ROWS, Verified, verify
 from deploy.runtime.errors import DeployError
 from deploy.wiring import admission_over, cached_source
 from model.features import EncodedBatch, FeatureEncoder, FieldSpec
@@ -78,14 +78,20 @@ def latest(model_dir: Path) -> int | None:
     return int(text)
 
 
-def load(model_dir: Path, version: int, cache_rows: int, promoted_only: bool = True) -> Loaded:
+def load(
+    model_dir: Path,
+    version: int,
+    cache_rows: int,
+    promoted_only: bool = True,
+    known: Verified | None = None,
+) -> Loaded:
     """The snapshot `version` under `model_dir`, checked file by file against its
     manifest; refused (SnapshotError) when anything does not match, when it was not
     promoted (unless not `promoted_only`: the evaluator judges refused ones too), or
     when a path leaves its directory."""
     path = model_dir / f"{version:012d}"
     try:
-        manifest = verify(path)
+        manifest = verify(path, known)
     except DeployError as exc:
         raise SnapshotError(str(exc)) from exc
     _check_contained(path, manifest)

@@ -28,6 +28,7 @@ from deploy.apps.serve.follow import Announcements, Follower
 from deploy.apps.serve.metrics import MULTIPROC_ENV, ServeMetrics, forget_dead_workers
 from deploy.apps.serve.requests import Limits
 from deploy.apps.serve.snapshot import load
+from deploy.apps.train.publish import Verified
 from deploy.runtime.logging_setup import configure_logging
 from stream.kafka.labeled_reader import LabeledReader
 from stream.kafka.options import ClientOptions
@@ -77,13 +78,14 @@ def _worker(config: WorkerConfig) -> Starlette:
     forget_dead_workers()
     current = Current()
     metrics = ServeMetrics()
+    verified: Verified = {}  # only the follower's thread loads
     scoring = Scoring(
         config.model, current, config.limits, metrics, config.token, time.time, deque(maxlen=4)
     )
     follower = Follower(
         config.model_dir,
         current,
-        lambda version: load(config.model_dir, version, config.cache_rows),
+        lambda version: load(config.model_dir, version, config.cache_rows, known=verified),
         lambda loaded: scoring.warm(loaded, config.warm_requests),
         config.poll_s,
         metrics,

@@ -46,6 +46,10 @@ MANIFEST, DENSE, ROWS, LATEST = "manifest.json", "dense.pt", "rows", "LATEST"
 # snapshot after the next day closed, so it is not part of what the snapshot was.
 EVALUATION = "evaluation.json"
 _UNCHECKED = ("rocksdict-config.json", EVALUATION)
+# A RocksDB checkpoint hard-links the store's immutable SST files, so consecutive
+# snapshots share most of theirs: (device, inode, size, mtime_ns) -> sha256 of files
+# already hashed lets a scorer hash only what is new.
+Verified = dict[tuple[int, int, int, int], str]
 DELTA_BASE = "snapshot_delta_base"  # store extra: the snapshot its change log starts at
 
 
@@ -331,14 +335,27 @@ def _json_number(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def checksums(root: Path) -> dict[str, str]:
+def checksums(root: Path, known: Verified | None = None) -> dict[str, str]:
     """sha256 of every file under `root` but the manifest, by relative path; files in
-    parallel (hashlib releases the GIL on large blocks)."""
+    parallel (hashlib releases the GIL on large blocks). A file in `known` (the same
+    inode, size and modification time as one hashed before) is not read again."""
     paths = sorted(
         p for p in root.rglob("*") if p.is_file() and p.name not in (MANIFEST, *_UNCHECKED)
     )
+    seen: Verified = {}
+
+    def digest(path: Path) -> str:
+        st = path.stat()
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        found = known.get(key) if known is not None else None
+        seen[key] = found or _sha256(path)
+        return seen[key]
+
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-        digests = list(pool.map(_sha256, paths))
+        digests = list(pool.map(digest, paths))
+    if known is not None:  # what this snapshot holds: bounded by one snapshot's files
+        known.clear()
+        known.update(seen)
     return {str(p.relative_to(root)): d for p, d in zip(paths, digests, strict=True)}
 
 
@@ -350,13 +367,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify(snapshot: Path) -> dict[str, Any]:
-    """The manifest of a complete snapshot whose files all match their checksums."""
+def verify(snapshot: Path, known: Verified | None = None) -> dict[str, Any]:
+    """The manifest of a complete snapshot whose files all match their checksums
+    (`known`: see `checksums`)."""
     try:
         manifest: dict[str, Any] = json.loads((snapshot / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
         raise DeployError(f"the snapshot at {snapshot} has no readable manifest: {exc}") from exc
-    actual = checksums(snapshot)
+    actual = checksums(snapshot, known)
     recorded = {k: v for k, v in manifest["files"].items() if Path(k).name not in _UNCHECKED}
     if actual != recorded:
         bad = sorted(set(actual.items()) ^ set(recorded.items()))
