@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from deploy.apps.serve.snapshot import Loaded, SnapshotError, load
+from deploy.apps.train.publish import Verified
 from model.errors import FeatureError
 
 _CHUNK = 4_096
@@ -26,7 +27,7 @@ class Scorers:
         model_dir: Path,
         cache_rows: int,
         keep: int = 3,
-        opener: Callable[[Path, int, int, bool], Loaded] = load,
+        opener: Callable[[Path, int, int, bool, Verified], Loaded] = load,
     ) -> None:
         self._dir = model_dir
         self._cache_rows = cache_rows
@@ -34,6 +35,7 @@ class Scorers:
         self._open = opener
         self._loaded: OrderedDict[int, Loaded] = OrderedDict()
         self.failed: dict[int, str] = {}
+        self._verified: Verified = {}  # the last snapshot's digests, as a scorer keeps them
 
     def get(self, version: int) -> Loaded | None:
         """The open snapshot, or None when it cannot be opened (`failed` says why)."""
@@ -44,7 +46,7 @@ class Scorers:
             self._loaded.move_to_end(version)
             return loaded
         try:
-            loaded = self._open(self._dir, version, self._cache_rows, False)
+            loaded = self._open(self._dir, version, self._cache_rows, False, self._verified)
         except SnapshotError as exc:
             self.failed[version] = str(exc)
             return None
