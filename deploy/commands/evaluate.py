@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import time
 from collections import Counter
@@ -126,13 +127,8 @@ def _once(settings: Settings, table: DayTable) -> None:
 
 
 def _chunks(events: Iterable[LabeledEvent]) -> Iterator[list[LabeledEvent]]:
-    chunk: list[LabeledEvent] = []
-    for event in events:
-        chunk.append(event)
-        if len(chunk) == _CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
+    it = iter(events)
+    while chunk := list(itertools.islice(it, _CHUNK)):
         yield chunk
 
 

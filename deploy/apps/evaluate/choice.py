@@ -66,40 +66,47 @@ class SnapshotIndex:
         self._manifest = manifest
         self._window_ms = window_ms
         self._known: dict[int, Known | None] = {}
-        self._served: list[tuple[int, int]] = []  # (served from, version), sorted
+        # Served from (promotion + window), and the version, sorted by the former.
+        self._starts = np.zeros(0, dtype=np.int64)
+        self._served = np.zeros(0, dtype=np.int64)
 
     def refresh(self) -> None:
         present = set(self._versions())
-        for version in sorted(present - self._known.keys()):
+        new, gone = present - self._known.keys(), self._known.keys() - present
+        if not new and not gone:
+            return
+        for version in sorted(new):
             manifest = self._manifest(version)
             if manifest is not None:
                 self._known[version] = known(manifest)
-        for version in self._known.keys() - present:
+        for version in gone:
             del self._known[version]  # retention deleted it
-        self._served = sorted(
+        served = sorted(
             (k.promoted_ms + self._window_ms, k.version)
             for k in self._known.values()
             if k is not None and k.promoted and k.promoted_ms is not None
         )
+        self._starts = np.array([s for s, _ in served], dtype=np.int64)
+        self._served = np.array([v for _, v in served], dtype=np.int64)
 
     def trained_through(self) -> int | None:
         """The newest event time any of its snapshots learned: how far its trainer got."""
         return max((k.newest_ms for k in self._known.values() if k is not None), default=None)
 
     def holdout_for(self, day: int) -> Known | None:
-        """The newest day-end snapshot of `day - 1`, or None when there is none."""
+        """The first day-end snapshot of `day - 1`, or None when there is none (a
+        trainer restarted across midnight may publish a second, equivalent one; the
+        first stays the answer, so a day is judged by one model)."""
         ends = [
             k
             for k in self._known.values()
             if k is not None and k.trigger == "day_end" and k.day == day - 1
         ]
-        return max(ends, key=lambda k: k.version, default=None)
+        return min(ends, key=lambda k: k.version, default=None)
 
     def served_at(self, ts_ms: np.ndarray) -> np.ndarray:
         """Per impression time, the version promoted last before it; -1 where none was."""
-        if not self._served:
+        if not len(self._served):
             return np.full(len(ts_ms), -1, dtype=np.int64)
-        starts = np.array([s for s, _ in self._served], dtype=np.int64)
-        versions = np.array([v for _, v in self._served], dtype=np.int64)
-        at = np.searchsorted(starts, np.asarray(ts_ms, dtype=np.int64), side="left")
-        return np.where(at > 0, versions[np.maximum(at - 1, 0)], -1)
+        at = np.searchsorted(self._starts, np.asarray(ts_ms, dtype=np.int64), side="left")
+        return np.where(at > 0, self._served[np.maximum(at - 1, 0)], -1)

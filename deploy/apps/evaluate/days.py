@@ -52,7 +52,8 @@ class Model:
 
 
 class DayTable:
-    """Everything measured so far, per event day."""
+    """Everything measured so far, per event day. The models' indexes are refreshed by
+    the caller (the daemon before each batch, `--once` once)."""
 
     def __init__(self, models: Sequence[Model], truth: Truth | None = None) -> None:
         self.models = models
@@ -70,7 +71,6 @@ class DayTable:
             sel = np.flatnonzero(days == day)
             picked = [events[i] for i in sel.tolist()]
             for model in self.models:
-                model.index.refresh()
                 self._holdout(model, day, picked, labels[sel])
                 self._served(model, day, picked, ts[sel], labels[sel])
             if self.truth is not None:
@@ -91,16 +91,10 @@ class DayTable:
         if chosen is None:
             entry.unscored["no_day_end_snapshot"] += len(events)
             return
-        if entry.holdout_version not in (None, chosen.version):
-            # A newer day-end snapshot of the same day (a trainer restarted across the
-            # boundary): the day keeps the one it began with, so it is judged by one model.
-            chosen_version = entry.holdout_version
-        else:
-            chosen_version = chosen.version
-            entry.holdout_version = chosen.version
-            entry.holdout_promoted = chosen.promoted
-            entry.holdout_newest_ms = chosen.newest_ms
-        self._score(model, entry, HOLDOUT, chosen_version, events, labels)
+        entry.holdout_version = chosen.version
+        entry.holdout_promoted = chosen.promoted
+        entry.holdout_newest_ms = chosen.newest_ms
+        self._score(model, entry, HOLDOUT, chosen.version, events, labels)
 
     def _served(
         self,
@@ -136,7 +130,8 @@ class DayTable:
             return
         probs = score_events(loaded, [e.features for e in events])
         fits = ~np.isnan(probs)
-        entry.unscored[f"{kind}_schema_mismatch"] += int((~fits).sum())
+        if not fits.all():
+            entry.unscored[f"{kind}_schema_mismatch"] += int((~fits).sum())
         entry.add(kind, labels[fits], probs[fits])
 
     def result(self, day: int, model: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ def opened_models(
         # Read only: the publisher's listing and manifests, never its writes.
         publisher = Publisher(snapshot_dir, name, Gate(), time.time)
         index = SnapshotIndex(publisher.versions, publisher.manifest, window_ms)
+        index.refresh()
         models.append(
             Model(name, snapshot_dir / name, index, Scorers(snapshot_dir / name, cache_rows))
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 
 from deploy.apps.evaluate.days import DayTable, ModelDay
 from deploy.runtime.errors import DeployError
+from deploy.runtime.files import replace_bytes
 from model.ctr_metrics import StreamingMetrics
 
 FORMAT = 1
@@ -69,14 +69,9 @@ def save(path: Path, progress: Progress, table: DayTable) -> None:
     # numpy's stubs read `**arrays` as possibly its `allow_pickle` flag (numpy >= 2.1).
     savez: Any = np.savez
     savez(buffer, **arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
     try:
-        with partial.open("wb") as f:
-            f.write(buffer.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        partial.replace(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replace_bytes(path, buffer.getvalue())
     except OSError as exc:
         raise DeployError(f"cannot write the evaluator's state {path}: {exc}") from exc
 

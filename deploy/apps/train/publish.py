@@ -223,7 +223,7 @@ class Publisher:
             copy.close()
         manifest["files"] = checksums(partial)
         now, newest = stream_ms(), manifest["newest_ms"]
-        at = max(now, newest or now) if now is not None else newest
+        at = newest if now is None else max(now, newest)
         manifest["promoted_ms"] = at if manifest["gate"]["promoted"] else None
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         final = self.path(version)

@@ -82,9 +82,10 @@ class BadRows:
             )
 
 
-def _counted(items: Iterator[T], progress: tqdm[Any], bad: BadRows) -> Iterator[T]:
+def _counted(items: Iterator[T], bad: BadRows, progress: tqdm[Any] | None = None) -> Iterator[T]:
     for item in items:
-        progress.update()
+        if progress is not None:
+            progress.update()
         bad.read += 1
         yield item
 
@@ -114,18 +115,12 @@ def joined_log(
 
     def events() -> Iterator[LabeledEvent]:
         count = 0
-        for event in _joined(_read(opened.records, bad), OrderedJoin(settings.join), bad):
+        for event in _joined(_counted(opened.records, bad), OrderedJoin(settings.join), bad):
             count += 1
             yield event
         bad.check(count)
 
     return opened, events()
-
-
-def _read(items: Iterator[T], bad: BadRows) -> Iterator[T]:
-    for item in items:
-        bad.read += 1
-        yield item
 
 
 def replay(
@@ -183,7 +178,7 @@ def run_replay(
 
     protocol = _protocol(train, opened, out, period_done, learn_before)
     with tqdm(desc="replay", unit=" rec", disable=None, mininterval=2.0) as progress:
-        records = _counted(opened.records, progress, bad)
+        records = _counted(opened.records, bad, progress)
         if join is None:
             events = labeled_via_kafka(records, settings, bad.add)
         else:
