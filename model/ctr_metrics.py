@@ -158,6 +158,85 @@ class StreamingMetrics:
         )
 
 
+class Scores:
+    """Labels and predictions of one group: exact metrics up to `EXACT_LIMIT` events,
+    then the bounded streaming histograms alone (their AUC error is reported)."""
+
+    EXACT_LIMIT = 500_000
+
+    def __init__(self) -> None:
+        self.streaming = StreamingMetrics()
+        self._labels: list[np.ndarray] | None = []
+        self._probs: list[np.ndarray] = []
+
+    def add(self, labels: np.ndarray, probs: np.ndarray) -> None:
+        self.streaming.update(labels, probs)
+        if self._labels is None:
+            return
+        if self.streaming.count > self.EXACT_LIMIT:
+            self._labels, self._probs = None, []
+            return
+        self._labels.append(labels.astype(np.float32))
+        self._probs.append(probs.astype(np.float32))
+
+    @property
+    def exact(self) -> bool:
+        return self._labels is not None
+
+    def metrics(self) -> BinaryMetrics:
+        if self._labels is None:
+            return self.streaming.result()
+        return binary_metrics(np.concatenate(self._labels), np.concatenate(self._probs))
+
+    @property
+    def count(self) -> int:
+        return self.streaming.count
+
+    @property
+    def auc_bound(self) -> float:
+        """How far the reported AUC can be from the exact one (0 while exact)."""
+        return 0.0 if self.exact else self.streaming.auc_bound
+
+    def state(self) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        """Scalars and arrays: everything `restored` needs."""
+        scalars, hist = self.streaming.state()
+        arrays = {"hist": hist}
+        if self._labels is not None:
+            empty = np.zeros(0, np.float32)
+            arrays["labels"] = np.concatenate(self._labels) if self._labels else empty
+            arrays["probs"] = np.concatenate(self._probs) if self._probs else empty
+            self._labels, self._probs = [arrays["labels"]], [arrays["probs"]]
+        return scalars, arrays
+
+    @classmethod
+    def restored(cls, scalars: dict[str, float], arrays: dict[str, np.ndarray]) -> Scores:
+        out = cls()
+        out.streaming = StreamingMetrics.restored(scalars, arrays["hist"])
+        if "labels" in arrays:
+            labels, probs = arrays["labels"], arrays["probs"]
+            if len(labels) != out.streaming.count or len(probs) != len(labels):
+                raise ValueError(
+                    f"{len(labels)} labels and {len(probs)} scores for a group of "
+                    f"{out.streaming.count}"
+                )
+            out._labels, out._probs = [labels.astype(np.float32)], [probs.astype(np.float32)]
+        else:
+            out._labels = None
+        return out
+
+    @staticmethod
+    def merged(groups: list[Scores]) -> Scores:
+        out = Scores()
+        for g in groups:
+            out.streaming = out.streaming.merge(g.streaming)
+            if out._labels is not None and g._labels is not None:
+                out._labels += g._labels
+                out._probs += g._probs
+            else:
+                out._labels, out._probs = None, []
+        return out
+
+
 class GroupedMetrics:
     """Streaming metrics per group key (e.g. the event day), mergeable across workers."""
 

@@ -3,8 +3,9 @@ and served metrics out. Pure: event time comes from the events.
 
 For each event of day D and each model, the holdout score comes from the model's
 day-end snapshot of day D-1 and the served score from the snapshot promoted last
-before the impression (`SnapshotIndex`). The metrics are `StreamingMetrics`
-(bounded, mergeable), so a day's state is small whatever its traffic.
+before the impression (`SnapshotIndex`). The metrics are the replay's `Scores`:
+exact up to its limit of events per day, then bounded streaming histograms, so a
+day's result equals the replay's on the same events and its state stays bounded.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from deploy.apps.evaluate.choice import SnapshotIndex
 from deploy.apps.evaluate.scorer import Scorers, score_events
 from deploy.batch.replay.protocol import Truth
-from model.ctr_metrics import StreamingMetrics, event_day
+from model.ctr_metrics import Scores, event_day
 from stream.events import LabeledEvent
 
 HOLDOUT, SERVED, BAYES = "holdout", "served", "bayes"
@@ -31,7 +32,7 @@ HOLDOUT, SERVED, BAYES = "holdout", "served", "bayes"
 class ModelDay:
     """One model on one day: metrics per kind, the snapshots used, what was not scored."""
 
-    metrics: dict[str, StreamingMetrics] = field(default_factory=dict)
+    metrics: dict[str, Scores] = field(default_factory=dict)
     holdout_version: int | None = None
     holdout_promoted: bool | None = None
     holdout_newest_ms: int | None = None
@@ -40,7 +41,7 @@ class ModelDay:
 
     def add(self, kind: str, labels: np.ndarray, probs: np.ndarray) -> None:
         if len(labels):
-            self.metrics.setdefault(kind, StreamingMetrics()).update(labels, probs)
+            self.metrics.setdefault(kind, Scores()).add(labels, probs)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class DayTable:
         self.models = models
         self.truth = truth
         self.days: dict[int, dict[str, ModelDay]] = {}
-        self.bayes: dict[int, StreamingMetrics] = {}
+        self.bayes: dict[int, Scores] = {}
 
     def add(self, events: Sequence[LabeledEvent]) -> None:
         if not events:
@@ -77,8 +78,8 @@ class DayTable:
                 p = self.truth([e.id for e in picked])
                 known = ~np.isnan(p)
                 if known.any():
-                    metrics = self.bayes.setdefault(day, StreamingMetrics())
-                    metrics.update(labels[sel][known], p[known])
+                    scores = self.bayes.setdefault(day, Scores())
+                    scores.add(labels[sel][known], p[known])
 
     def _day(self, model: str, day: int) -> ModelDay:
         return self.days.setdefault(day, {}).setdefault(model, ModelDay())
@@ -154,11 +155,11 @@ class DayTable:
         return out
 
 
-def _metrics(metrics: StreamingMetrics | None) -> dict[str, Any]:
-    if metrics is None or metrics.count == 0:
+def _metrics(scores: Scores | None) -> dict[str, Any]:
+    if scores is None or scores.count == 0:
         return {"count": 0}
-    result = asdict(metrics.result())
-    result["auc_bound"] = metrics.auc_bound
+    result = asdict(scores.metrics())
+    result["auc_bound"] = scores.auc_bound
     return {k: _finite(v) for k, v in result.items()}
 
 

@@ -64,8 +64,10 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "# Next-day holdout and served performance",
         "",
         "Holdout: each day's events scored by the model's day-end snapshot of the day "
-        "before. Served: each event scored by the snapshot scorers were serving when it "
-        "was shown. Bayes: the simulator's true click probabilities.",
+        "before, which is also what a daily batch job (one pass over the days before, "
+        "from scratch) would serve all day. Served: each event scored by the snapshot "
+        "scorers were serving when it was shown, so served - holdout is what online "
+        "training gains over that job. Bayes: the simulator's true click probabilities.",
         "",
         "| date | model | events | holdout AUC | holdout NE | served AUC | served NE | "
         "served - holdout AUC | snapshot | note |",

@@ -16,9 +16,9 @@ import numpy as np
 from deploy.apps.evaluate.days import DayTable, ModelDay
 from deploy.runtime.errors import DeployError
 from deploy.runtime.files import replace_bytes
-from model.ctr_metrics import StreamingMetrics
+from model.ctr_metrics import Scores
 
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass
@@ -35,11 +35,13 @@ class Progress:
 def save(path: Path, progress: Progress, table: DayTable) -> None:
     arrays: dict[str, np.ndarray] = {}
 
-    def put(metrics: StreamingMetrics) -> dict[str, Any]:
-        scalars, hist = metrics.state()
-        name = f"h{len(arrays)}"
-        arrays[name] = hist
-        return {"scalars": scalars, "hist": name}
+    def put(scores: Scores) -> dict[str, Any]:
+        scalars, parts = scores.state()
+        names = {}
+        for part, array in parts.items():
+            names[part] = f"a{len(arrays)}"
+            arrays[names[part]] = array
+        return {"scalars": scalars, "arrays": names}
 
     days = [
         {
@@ -90,8 +92,22 @@ def restore(path: Path, table: DayTable) -> Progress:
     if meta.get("format") != FORMAT:
         raise DeployError(f"{path} is state format {meta.get('format')}, this reads {FORMAT}")
 
-    def get(entry: dict[str, Any]) -> StreamingMetrics:
-        return StreamingMetrics.restored(entry["scalars"], arrays[entry["hist"]])
+    try:
+        _put_back(meta, arrays, table)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DeployError(f"the evaluator's state {path} is inconsistent: {exc}") from exc
+    return Progress(
+        positions={int(p): int(o) for p, o in meta["positions"].items()},
+        newest_ms=meta["newest_ms"],
+        closed=set(meta["closed"]),
+        skipped=Counter(meta["skipped"]),
+    )
+
+
+def _put_back(meta: dict[str, Any], arrays: dict[str, np.ndarray], table: DayTable) -> None:
+    def get(entry: dict[str, Any]) -> Scores:
+        parts = {part: arrays[name] for part, name in entry["arrays"].items()}
+        return Scores.restored(entry["scalars"], parts)
 
     for d in meta["days"]:
         table.days.setdefault(d["day"], {})[d["model"]] = ModelDay(
@@ -104,9 +120,3 @@ def restore(path: Path, table: DayTable) -> Progress:
         )
     for b in meta["bayes"]:
         table.bayes[b["day"]] = get(b)
-    return Progress(
-        positions={int(p): int(o) for p, o in meta["positions"].items()},
-        newest_ms=meta["newest_ms"],
-        closed=set(meta["closed"]),
-        skipped=Counter(meta["skipped"]),
-    )

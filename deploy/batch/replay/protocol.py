@@ -19,56 +19,13 @@ from deploy.batch.eviction import EvictionSchedule
 from deploy.batch.learners import FilterFactory, Learners, SourceFactory, progressive_step
 from deploy.batch.replay.freeze import Freezer
 from deploy.settings.train import EvictionPolicy
-from model.ctr_metrics import BinaryMetrics, StreamingMetrics, binary_metrics
+from model.ctr_metrics import Scores
 from model.features import EncodedBatch, FeatureSchema
 from model.trainer import OnlineTrainer, TrainerConfig
 from model.zoo import ModelConfig
 from stream.events import LabeledEvent
 
 Truth = Callable[[list[str]], np.ndarray]
-
-
-class Scores:
-    """Labels and predictions of one group: exact metrics up to `EXACT_LIMIT` events,
-    then the bounded streaming histograms alone (their AUC error is reported)."""
-
-    EXACT_LIMIT = 500_000
-
-    def __init__(self) -> None:
-        self.streaming = StreamingMetrics()
-        self._labels: list[np.ndarray] | None = []
-        self._probs: list[np.ndarray] = []
-
-    def add(self, labels: np.ndarray, probs: np.ndarray) -> None:
-        self.streaming.update(labels, probs)
-        if self._labels is None:
-            return
-        if self.streaming.count > self.EXACT_LIMIT:
-            self._labels, self._probs = None, []
-            return
-        self._labels.append(labels.astype(np.float32))
-        self._probs.append(probs.astype(np.float32))
-
-    @property
-    def exact(self) -> bool:
-        return self._labels is not None
-
-    def metrics(self) -> BinaryMetrics:
-        if self._labels is None:
-            return self.streaming.result()
-        return binary_metrics(np.concatenate(self._labels), np.concatenate(self._probs))
-
-    @staticmethod
-    def merged(groups: list[Scores]) -> Scores:
-        out = Scores()
-        for g in groups:
-            out.streaming = out.streaming.merge(g.streaming)
-            if out._labels is not None and g._labels is not None:
-                out._labels += g._labels
-                out._probs += g._probs
-            else:
-                out._labels, out._probs = None, []
-        return out
 
 
 @dataclass

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from deploy.batch.replay.inputs import ROW_STEP_MS, START_MS
-from deploy.batch.replay.protocol import PeriodReplay, Scores
+from deploy.batch.replay.protocol import PeriodReplay
 from deploy.runtime.files import replace_text
+from model.ctr_metrics import Scores
 from model.zoo import PAPER_NAMES
 
 
