@@ -71,7 +71,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     truth: Truth | None = truth_lookup(cfg.truth) if cfg.truth else None
     names = cfg.model_names()
     window = settings.join.window_ms
-    with opened_models(cfg.snapshot_dir, names, window, cfg.cache_rows) as models:
+    with opened_models(
+        cfg.snapshot_dir, names, window, cfg.cache_rows, required=cfg.once
+    ) as models:
         if cfg.once:
             _once(settings, DayTable(models, truth))
         else:

@@ -229,3 +229,53 @@ def _wait_for(path: Path, process: subprocess.Popen[bytes], log: Path) -> None:
         assert process.poll() is None, log.read_text()
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.05)
+
+
+def test_an_evaluator_started_before_any_snapshot_waits_for_the_trainers(
+    broker: EmbeddedBroker,
+    make_topics: Callable[[int], TopicSettings],
+    published: tuple[Path, list[list[LabeledEvent]], dict[int, int]],
+    tmp_path: Path,
+) -> None:
+    snapshots, days, _ = published
+    topics = make_topics(2)
+    env = {**os.environ, **topic_env(topics)}
+    kafka = ["--bootstrap", broker.client_options.bootstrap_servers, "--kafka-profile", "local"]
+    later = tmp_path / "later"  # where the snapshots appear once the daemon runs
+    out = tmp_path / "evaluation"
+    common = ["--snapshots", str(later), "--models", "deepfm", "--out", str(out), *kafka]
+    refused = subprocess.run(
+        [FMSTREAM, "evaluate", "--once", "--day", date_of(DAY0), *common],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode != 0 and "no snapshots of deepfm" in refused.stderr
+
+    producer = LabeledProducer(broker.client_options, topics.labeled)
+    for events in days:
+        producer.batches(events, partition=0, size=100)
+    producer.close()
+    # Long enough for the snapshots to appear; day 2 is never learned, so judging it
+    # (which closes day 1) waits this long once.
+    daemon = [FMSTREAM, "evaluate", *common, "--max-wait-s", "10", "--poll-s", "0.2"]
+    log = tmp_path / "daemon.log"
+    process = subprocess.Popen(daemon, env=env, stderr=log.open("wb"))
+    try:
+        deadline = time.monotonic() + 60
+        while "evaluate_no_snapshots_yet" not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        time.sleep(2)  # waiting, not judging without a model
+        assert process.poll() is None and not out.exists(), log.read_text()
+        snapshots.rename(later)
+        day1 = out / "deepfm" / f"{date_of(DAY0 + 1)}.json"
+        _wait_for(day1, process, log)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, log.read_text()
+    row = json.loads(day1.read_text())
+    assert row["holdout"]["snapshot"] == 2 and row["holdout"]["count"] == PER_DAY
+    assert row["served"]["snapshots"] == [1, 2, 3]
