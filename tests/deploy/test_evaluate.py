@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -17,6 +18,9 @@ import numpy as np
 import pytest
 
 from deploy.apps.evaluate.choice import SnapshotIndex
+from deploy.apps.evaluate.daemon import watermark
+from deploy.apps.evaluate.days import DayTable
+from deploy.apps.evaluate.models import opened_models
 from deploy.apps.evaluate.outputs import date_of
 from deploy.apps.serve.snapshot import load
 from deploy.bench.snapshot_maker import SnapshotMaker
@@ -152,6 +156,33 @@ def test_served_means_promoted_before_the_impression_by_a_window() -> None:
     assert index.served_at(at).tolist() == [-1, 1, 1, 3, 3]
 
 
+def test_a_day_closes_once_every_partition_carrying_events_has_passed_it() -> None:
+    # Partition 1 is a day behind partition 0: the earlier time is the stream's.
+    assert watermark({0: 5 * DAY_MS, 1: 4 * DAY_MS}, (0, 1), {0: 0, 1: 0}) == 4 * DAY_MS
+    # Partition 2 has carried nothing yet: it holds the time back while records wait
+    # in it or its end is unknown, not once it is read to its (empty) end.
+    assert watermark({0: 5 * DAY_MS}, (0, 1, 2), {0: 0, 1: 0, 2: 7}) is None
+    assert watermark({0: 5 * DAY_MS}, (0, 1, 2), {0: 0, 1: 0}) is None
+    assert watermark({0: 5 * DAY_MS}, (0, 1, 2), {0: 0, 1: 0, 2: 0}) == 5 * DAY_MS
+    assert watermark({}, (0,), {0: 0}) is None
+
+
+def test_a_served_snapshot_deleted_after_it_was_listed_is_counted_as_deleted(
+    published: tuple[Path, list[list[LabeledEvent]], dict[int, int]],
+) -> None:
+    snapshots, days, promoted = published
+    with opened_models(snapshots, ["deepfm"], WINDOW_MS, 1_000) as models:
+        models[0].index.refresh()
+        shutil.rmtree(snapshots / "deepfm" / f"{3:012d}")  # retention, meanwhile
+        table = DayTable(models)
+        table.add(days[1])
+        row = table.result(DAY0 + 1, "deepfm")
+    served_by_3 = sum(1 for e in days[1] if e.ts > promoted[3] + WINDOW_MS)
+    assert row["unscored"] == {"served_snapshot_deleted": served_by_3}
+    assert row["served"]["count"] == PER_DAY - served_by_3 > 0
+    assert row["holdout"]["count"] == PER_DAY
+
+
 def _scores(snapshots: Path, version: int, events: list[LabeledEvent]) -> np.ndarray:
     loaded = load(snapshots / "deepfm", version, 10_000, promoted_only=False)
     try:
@@ -183,8 +214,9 @@ def test_a_killed_evaluator_resumes_and_writes_the_day_an_uninterrupted_run_does
     common = ["--snapshots", str(snapshots), "--models", "deepfm", "--out", str(out), *kafka]
     daemon = [FMSTREAM, "evaluate", *common, "--max-wait-s", "0.5", "--poll-s", "0.2"]
     producer = LabeledProducer(broker.client_options, topics.labeled)
-    for d, events in enumerate(days[:2]):
-        producer.batches(events, partition=d % 2, size=100)
+    for events in days[:2]:
+        for partition in (0, 1):  # a day closes once both partitions are past it
+            producer.batches(events[partition::2], partition=partition, size=100)
     producer.flush()
 
     # Killed once day 0 is written, somewhere in day 1 or after it.
@@ -198,7 +230,8 @@ def test_a_killed_evaluator_resumes_and_writes_the_day_an_uninterrupted_run_does
 
     second = subprocess.Popen(daemon, env=env, stderr=(tmp_path / "second.log").open("wb"))
     try:
-        producer.batches(days[2], partition=0, size=100)  # closes day 1
+        for partition in (0, 1):  # closes day 1
+            producer.batches(days[2][partition::2], partition=partition, size=100)
         producer.flush()
         day1 = out / "deepfm" / f"{date_of(DAY0 + 1)}.json"
         _wait_for(day1, second, tmp_path / "second.log")

@@ -143,6 +143,7 @@ def test_snapshots_verify_score_like_the_trainer_and_the_gate_refuses_flipped_la
         _publish(daemon)
         _learn_until(daemon, 300)  # ...and is good again
         _publish(daemon)
+        assert daemon.publish("interval") is None  # nothing learned since: no copy
         last = verify(root / "000000000004")
         assert last["gate"] == {"promoted": True, "reasons": []}
         assert (root / LATEST).read_text() == "4"

@@ -4,8 +4,8 @@ It reads `labeled` from its own saved position. Before it judges a batch it wait
 until every model's trainer has published a snapshot that learned past the
 batch's newest event (so the day-end snapshot of the day before, and every
 promotion before the batch's impressions, are known), or until that trainer has
-made no progress for `max_wait_s`. A day closes once the stream's event time has
-passed its end plus the attribution window: its rows are written per model
+made no progress for `max_wait_s`. A day closes once every partition's event time
+(`watermark`) has passed its end plus the attribution window: its rows are written per model
 (`<out>/<model>/<date>.json`, a side file beside the day-end snapshot's manifest,
 gauges) and the report is regenerated. The state (position and the open days'
 metrics) is saved every `save_every_s`, when a day closes, and on stop.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -35,8 +35,11 @@ _POLL_MS = 200
 
 
 class Reader(Protocol):
+    partitions: tuple[int, ...]
+
     def seek(self, next_offsets: dict[int, int]) -> None: ...
     def poll(self, timeout_ms: int) -> list[LabeledRecord]: ...
+    def lag(self) -> dict[int, int]: ...
 
 
 class Stop(Protocol):
@@ -53,6 +56,22 @@ class DaemonConfig:
     max_wait_s: float = 600.0
     save_every_s: float = 10.0
     plot: bool = True
+
+
+def watermark(
+    newest_ms: Mapping[int, int], partitions: Sequence[int], lag: Mapping[int, int]
+) -> int | None:
+    """The event time every partition has passed: the least of each partition's newest
+    event. Each partition of `labeled` is written by its own join task, so one may run
+    a day behind another; a partition that has carried no event yet holds the time
+    back while records wait in it (or its end is not known yet), and not once it is
+    read to its end (a topic with more partitions than traffic)."""
+    if not newest_ms:
+        return None
+    for partition in partitions:
+        if partition not in newest_ms and lag.get(partition, 1) > 0:
+            return None
+    return min(newest_ms.values())
 
 
 class Evaluator:
@@ -90,12 +109,21 @@ class Evaluator:
 
     def _judge(self, records: list[LabeledRecord], stop: Stop) -> bool:
         before = self.progress.skipped.copy()
-        events = decoded(records, self.progress.skipped)
+        newest: dict[int, int] = {}
+        events: list[LabeledEvent] = []
+        for partition in sorted({r.partition for r in records}):
+            mine = decoded([r for r in records if r.partition == partition], self.progress.skipped)
+            if mine:
+                newest[partition] = max(e.ts for e in mine)
+                events.extend(mine)
         for reason, n in (self.progress.skipped - before).items():
             self.metrics.skipped.labels(reason).inc(n)
-        if events and not self._wait_for_trainers(max(e.ts for e in events), stop):
+        if events and not self._wait_for_trainers(max(newest.values()), stop):
             return False
         self._add(events)
+        for partition, ts in newest.items():
+            seen = self.progress.newest_ms.get(partition, ts)
+            self.progress.newest_ms[partition] = max(seen, ts)
         for record in records:
             self.progress.positions[record.partition] = record.offset + 1
         return True
@@ -108,10 +136,6 @@ class Evaluator:
             self.metrics.skipped.labels("day_already_written").inc(late)
         self.table.add(open_events)
         self.metrics.events.inc(len(events))
-        if events:
-            newest = max(e.ts for e in events)
-            self.progress.newest_ms = max(newest, self.progress.newest_ms or newest)
-            self.metrics.event_time.set(self.progress.newest_ms / 1000)
 
     def _wait_for_trainers(self, newest_ms: int, stop: Stop) -> bool:
         """False when stopped meanwhile."""
@@ -143,9 +167,10 @@ class Evaluator:
         return True
 
     def _close_days(self) -> None:
-        newest = self.progress.newest_ms
+        newest = watermark(self.progress.newest_ms, self.reader.partitions, self.reader.lag())
         if newest is None:
             return
+        self.metrics.event_time.set(newest / 1000)
         days = set(self.table.days) | set(self.table.bayes)
         due = sorted(d for d in days if (d + 1) * DAY_MS + self.config.window_ms <= newest)
         for day in due:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from deploy.apps.evaluate.choice import SnapshotIndex
+from deploy.apps.evaluate.outputs import date_of
 from deploy.apps.evaluate.scorer import Scorers, score_events
 from deploy.batch.replay.protocol import Truth
 from model.ctr_metrics import Scores, event_day
@@ -127,7 +128,7 @@ class DayTable:
     ) -> None:
         loaded = model.scorers.get(version)
         if loaded is None:
-            entry.unscored[f"{kind}_snapshot_unreadable"] += len(events)
+            entry.unscored[f"{kind}_snapshot_{model.scorers.reason(version)}"] += len(events)
             return
         probs = score_events(loaded, [e.features for e in events])
         fits = ~np.isnan(probs)
@@ -144,7 +145,7 @@ class DayTable:
             "snapshot_newest_ms": entry.holdout_newest_ms,
         }
         if entry.holdout_version is None:
-            holdout["missing"] = f"no day-end snapshot of day {day - 1} for {model}"
+            holdout["missing"] = f"no day-end snapshot of {date_of(day - 1)} for {model}"
         out = {
             HOLDOUT: holdout | _metrics(entry.metrics.get(HOLDOUT)),
             SERVED: {"snapshots": sorted(entry.served_versions)}

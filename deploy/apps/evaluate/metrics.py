@@ -41,7 +41,9 @@ class EvaluateMetrics:
             registry=r,
         )
         self.event_time = Gauge(
-            "fmstream_eval_event_time_seconds", "newest event time read", registry=r
+            "fmstream_eval_event_time_seconds",
+            "event time every partition has passed (days close behind it)",
+            registry=r,
         )
 
     def day(self, model: str, date: str, row: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from datetime import UTC, datetime
@@ -66,30 +67,35 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "Holdout: each day's events scored by the model's day-end snapshot of the day "
         "before, which is also what a daily batch job (one pass over the days before, "
         "from scratch) would serve all day. Served: each event scored by the snapshot "
-        "scorers were serving when it was shown, so served - holdout is what online "
-        "training gains over that job. Bayes: the simulator's true click probabilities.",
+        "scorers were serving when it was shown, so the difference is what online "
+        "training gains over that job. Read the gain on NE: the served AUC pools the "
+        "scores of several snapshots, and their differing calibration lowers a pooled "
+        "AUC even where each snapshot ranks better than the holdout one. Bayes: the "
+        "simulator's true click probabilities.",
         "",
         "| date | model | events | holdout AUC | holdout NE | served AUC | served NE | "
-        "served - holdout AUC | snapshot | note |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "NE gain (holdout - served) | served - holdout AUC | snapshot | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     bayes: dict[str, dict[str, Any]] = {}
     for row in rows:
         hold, served = row["holdout"], row["served"]
         gain = _minus(served.get("auc"), hold.get("auc"))
+        ne_gain = _minus(hold.get("normalized_entropy"), served.get("normalized_entropy"))
+        snapshot = "—" if hold["snapshot"] is None else hold["snapshot"]
         note = hold.get("missing") or ("refused by the gate" if hold["promoted"] is False else "")
         lines.append(
             f"| {row['date']} | {row['model']} | {max(hold['count'], served['count'])} | "
             f"{_f(hold.get('auc'))} | {_f(hold.get('normalized_entropy'))} | "
             f"{_f(served.get('auc'))} | {_f(served.get('normalized_entropy'))} | "
-            f"{_f(gain)} | {hold['snapshot'] if hold['snapshot'] is not None else '—'} | {note} |"
+            f"{_f(ne_gain)} | {_f(gain)} | {snapshot} | {note} |"
         )
         if row.get("bayes") and row["bayes"]["count"]:
             bayes[row["date"]] = row["bayes"]
     for date, b in sorted(bayes.items()):
         lines.append(
             f"| {date} | Bayes-optimal | {b['count']} | {_f(b['auc'])} | "
-            f"{_f(b['normalized_entropy'])} | | | | | |"
+            f"{_f(b['normalized_entropy'])} | | | | | | |"
         )
     return "\n".join(lines) + "\n"
 
@@ -100,6 +106,12 @@ def _minus(a: float | None, b: float | None) -> float | None:
 
 def _f(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
+
+
+def _day(row: dict[str, Any]) -> dt.date:
+    # A date, not its text: matplotlib would otherwise treat the days as categories,
+    # ordered as first met rather than in time.
+    return dt.date.fromisoformat(row["date"])
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
@@ -113,13 +125,13 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         mine = [r for r in rows if r["model"] == model]
         for kind, style in (("holdout", "-"), ("served", "--")):
             for ax, key in zip(axes, ("auc", "normalized_entropy"), strict=True):
-                points = [(r["date"], r[kind].get(key)) for r in mine]
+                points = [(_day(r), r[kind].get(key)) for r in mine]
                 points = [(d, v) for d, v in points if v is not None]
                 if points:
                     ax.plot(*zip(*points, strict=True), style, marker="o", label=f"{model} {kind}")
     bayes = sorted(
         {
-            (r["date"], r["bayes"].get("auc"), r["bayes"].get("normalized_entropy"))
+            (_day(r), r["bayes"].get("auc"), r["bayes"].get("normalized_entropy"))
             for r in rows
             if r.get("bayes") and r["bayes"]["count"]
         }

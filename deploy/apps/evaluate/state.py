@@ -18,16 +18,16 @@ from deploy.runtime.errors import DeployError
 from deploy.runtime.files import replace_bytes
 from model.ctr_metrics import Scores
 
-FORMAT = 2
+FORMAT = 3
 
 
 @dataclass
 class Progress:
-    """Where the evaluator is: next offset per partition, the stream's newest event
-    time, the days already written, and records skipped (by reason)."""
+    """Where the evaluator is: next offset and newest event time per partition, the
+    days already written, and records skipped (by reason)."""
 
     positions: dict[int, int] = field(default_factory=dict)
-    newest_ms: int | None = None
+    newest_ms: dict[int, int] = field(default_factory=dict)
     closed: set[int] = field(default_factory=set)
     skipped: Counter[str] = field(default_factory=Counter)
 
@@ -60,7 +60,7 @@ def save(path: Path, progress: Progress, table: DayTable) -> None:
     meta = {
         "format": FORMAT,
         "positions": {str(p): o for p, o in progress.positions.items()},
-        "newest_ms": progress.newest_ms,
+        "newest_ms": {str(p): ms for p, ms in progress.newest_ms.items()},
         "closed": sorted(progress.closed),
         "skipped": dict(progress.skipped),
         "days": days,
@@ -98,7 +98,7 @@ def restore(path: Path, table: DayTable) -> Progress:
         raise DeployError(f"the evaluator's state {path} is inconsistent: {exc}") from exc
     return Progress(
         positions={int(p): int(o) for p, o in meta["positions"].items()},
-        newest_ms=meta["newest_ms"],
+        newest_ms={int(p): int(ms) for p, ms in meta["newest_ms"].items()},
         closed=set(meta["closed"]),
         skipped=Counter(meta["skipped"]),
     )

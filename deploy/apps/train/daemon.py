@@ -100,6 +100,7 @@ class TrainDaemon:
         self._dirty = False
         self._finisher = ThreadPoolExecutor(1, thread_name_prefix="fmstream-publish")
         self._pending: Future[Published] | None = None
+        self._published_seen: int | None = None  # examples_seen at the last snapshot
         self._stack = ExitStack()
         if self.schema is not None:
             self._build(self.schema)
@@ -212,10 +213,15 @@ class TrainDaemon:
         """Captures a snapshot (`Publisher.capture`) between two steps: the store's
         checkpoint and a copy of the rows changed since its last write, which the
         publishing thread writes into the snapshot, then checksums, promotes and
-        announces it (the previous snapshot's first). None when nothing was learned."""
+        announces it (the previous snapshot's first). None when nothing was learned,
+        or, on an interval, nothing since the last snapshot: a copy would only push
+        older snapshots out of retention while the stream is idle."""
         publisher, trainer, schema = self._parts.publisher, self.trainer, self.schema
         if publisher is None or trainer is None or schema is None:
             return None
+        if trigger == "interval" and trainer.examples_seen == self._published_seen:
+            return None
+        self._published_seen = trainer.examples_seen
         self.wait_published()
         start = self._clock()
         checkpointed = checkpoint.state(self.positions, self._times(), self._learned())
