@@ -81,8 +81,13 @@ def encode_labeled(ev: LabeledEvent) -> bytes:
 def encode_labeled_batch(events: list[LabeledEvent]) -> tuple[bytes, list[tuple[str, bytes]]]:
     """An example batch: many labeled events in one record, and the header naming its
     format (DESIGN.md: why example batches)."""
-    value = dumps([_labeled_object(ev) for ev in events])
-    return value, [(FORMAT_HEADER, LABELED_BATCH_V1)]
+    return labeled_batch([encode_labeled(ev) for ev in events])
+
+
+def labeled_batch(encoded: Sequence[bytes]) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The example batch of events already encoded one by one (`encode_labeled`): the
+    JSON array of them, byte for byte, and its format header."""
+    return b"[" + b",".join(encoded) + b"]", [(FORMAT_HEADER, LABELED_BATCH_V1)]
 
 
 def _labeled_object(ev: LabeledEvent) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from deploy.apps.join.daemon import JoinDaemon, JoinOutputs
 from deploy.apps.join.metrics import JoinMetrics
 from deploy.settings.tables import JoinDaemonSettings, TopicSettings
 from stream.errors import RecordError
-from stream.events import LabeledEvent
+from stream.events import LabeledEvent, decode_labeled_record
 from stream.join.core import JoinConfig, JoinerCore, join_raw
 from stream.join.records import Entry, OutRecord
 from stream.kafka.options import ClientOptions
@@ -75,9 +75,18 @@ def read_all(options: ClientOptions, topic: str, idle_ms: int = 1_500) -> list[A
 def labels_of(records: Iterable[Any]) -> dict[str, list[int]]:
     """Impression id -> every label the topic holds for it (one, if all is well)."""
     out: dict[str, list[int]] = {}
+    for event in events_of(records):
+        out.setdefault(event.id, []).append(event.label)
+    return out
+
+
+def events_of(records: Iterable[Any]) -> list[LabeledEvent]:
+    """The labeled events of `labeled` records, in order (batches or one per record)."""
+    out = []
     for r in records:
-        event = orjson.loads(r.value)
-        out.setdefault(event["id"], []).append(event["label"])
+        for item in decode_labeled_record(r.value, tuple(r.headers or ())):
+            assert isinstance(item, LabeledEvent), item
+            out.append(item)
     return out
 
 
@@ -91,15 +100,19 @@ def daemon(
     max_poll_records: int = 500,
     outputs: Callable[[JoinOutputs], JoinOutputs] | None = None,
     entered: bool = True,
+    labeled_batch_max: int = 4,
 ) -> JoinDaemon:
     """A daemon over real clients, subscribed unless not `entered` (for `run`, which
-    enters it itself); `outputs` may wrap its I/O. Close it when done."""
+    enters it itself); `outputs` may wrap its I/O. Close it when done. Its example
+    batches are small, so a poll's labels span several records (and a send cut
+    short lands some of them)."""
     settings = JoinDaemonSettings(
         group_id=f"g-{topics.impressions}",
         state_dir=state,
         idle_timeout_s=idle_timeout_s,
         metrics_port=0,
         max_poll_records=max_poll_records,
+        labeled_batch_max=labeled_batch_max,
     )
     config = join or JoinConfig(window_ms=10_000, allowed_lateness_ms=1_000, orphan_grace_ms=2_000)
     parts = open_parts(options, topics, settings)

@@ -3,8 +3,10 @@ plain kafka-python consumer reading the same topics in the same run."""
 
 from __future__ import annotations
 
+import cProfile
 import dataclasses
 import logging
+import pstats
 import statistics
 import tempfile
 import time
@@ -34,10 +36,21 @@ def bench_join(settings: Settings, repeat: int, partitions: int) -> dict[str, An
     join = dataclasses.replace(settings.join, window_ms=config.window_ms)
     records = [r for day in Simulator(config).run() for r in day.records]
     core = bench_core(records, join, repeat)
+    batch_max = settings.join_daemon.labeled_batch_max
     with EmbeddedBroker(port=free_port(), startup_timeout_s=30.0) as broker:
-        e2e = [_end_to_end(broker, records, join, partitions, i) for i in range(repeat)]
+        # Side by side in each repeat: example batches, then one event per record.
+        e2e = [
+            _end_to_end(broker, records, join, partitions, f"{i}-{m}", m)
+            for i in range(repeat)
+            for m in (batch_max, 1)
+        ]
+        with cProfile.Profile() as profile:
+            _end_to_end(broker, records, join, partitions, "profiled", batch_max)
+    batched = [r for r in e2e if r["labeled_batch_max"] == batch_max]
+    plain = [r for r in e2e if r["labeled_batch_max"] == 1]
     raw = statistics.median(r["raw_consume_records_per_s"] for r in e2e)
-    joined = statistics.median(r["joiner_records_per_s"] for r in e2e)
+    joined = statistics.median(r["joiner_records_per_s"] for r in batched)
+    one = statistics.median(r["joiner_records_per_s"] for r in plain)
     return {
         "benchmark": "join",
         "records": len(records),
@@ -45,11 +58,28 @@ def bench_join(settings: Settings, repeat: int, partitions: int) -> dict[str, An
         "repeat": repeat,
         **core,
         "raw_consume_records_per_s": round(raw),
+        "labeled_batch_max": batch_max,
         "joiner_records_per_s": round(joined),
-        "joiner_labeled_per_s": round(statistics.median(r["labeled_per_s"] for r in e2e)),
+        "joiner_labeled_per_s": round(statistics.median(r["labeled_per_s"] for r in batched)),
         "joiner_vs_raw_consume": round(joined / raw, 3),
+        "joiner_one_event_per_record_records_per_s": round(one),
+        "joiner_one_event_per_record_vs_raw_consume": round(one / raw, 3),
+        "profile_top5_tottime": _top(profile, 5),
         "runs": e2e,
     }
+
+
+def _top(profile: cProfile.Profile, n: int) -> list[dict[str, Any]]:
+    """The `n` functions with the most time of their own, and their share of the run."""
+    stats = pstats.Stats(profile).get_stats_profile()
+    ranked = sorted(stats.func_profiles.items(), key=lambda kv: kv[1].tottime, reverse=True)
+    return [
+        {
+            "function": f"{Path(f.file_name).name}:{f.line_number}({name})",
+            "share": round(f.tottime / stats.total_tt, 3),
+        }
+        for name, f in ranked[:n]
+    ]
 
 
 def bench_core(records: list[Record], join: JoinConfig, repeat: int) -> dict[str, Any]:
@@ -86,7 +116,12 @@ def bench_core(records: list[Record], join: JoinConfig, repeat: int) -> dict[str
 
 
 def _end_to_end(
-    broker: EmbeddedBroker, records: list[Record], join: JoinConfig, partitions: int, run: int
+    broker: EmbeddedBroker,
+    records: list[Record],
+    join: JoinConfig,
+    partitions: int,
+    run: str,
+    batch_max: int,
 ) -> dict[str, Any]:
     options = broker.client_options
     tag = f"bench{run}"
@@ -98,7 +133,9 @@ def _end_to_end(
     sink.close()
     raw_s = _raw_consume(options, topics, len(records))
     with tempfile.TemporaryDirectory(prefix="fmstream-bench-join-") as tmp:
-        settings = JoinDaemonSettings(group_id=f"g-{tag}", state_dir=Path(tmp), metrics_port=0)
+        settings = JoinDaemonSettings(
+            group_id=f"g-{tag}", state_dir=Path(tmp), metrics_port=0, labeled_batch_max=batch_max
+        )
         metrics = JoinMetrics(CollectorRegistry())
         with open_daemon(options, topics, join, settings, metrics, time.time) as daemon:
             while not daemon.tasks:  # the group join is not part of the rate
@@ -112,8 +149,9 @@ def _end_to_end(
                 t.core.stats.labels_positive + t.core.stats.labels_negative
                 for t in daemon.tasks.values()
             )
-    log.info("bench_join run=%d raw_s=%.2f joiner_s=%.2f", run, raw_s, joined_s)
+    log.info("bench_join run=%s raw_s=%.2f joiner_s=%.2f", run, raw_s, joined_s)
     return {
+        "labeled_batch_max": batch_max,
         "raw_consume_records_per_s": len(records) / raw_s,
         "joiner_records_per_s": len(records) / joined_s,
         "labeled_per_s": labeled / joined_s,

@@ -51,6 +51,16 @@ OPTIONS: list[Option] = [
         "event times this far behind the partition's newest, or ahead of it or of their "
         "broker timestamp, are dead-lettered",
     ),
+    Option(
+        "join.labeled_batch_max",
+        "--labeled-batch-max",
+        "labeled events per example batch at most (1: one plain event per record)",
+    ),
+    Option(
+        "join.labeled_batch_bytes",
+        "--labeled-batch-bytes",
+        "bytes per example batch at most (a larger event is a batch of its own)",
+    ),
     Option("topics.partitions", "--partitions", "partitions of the output topics it creates"),
 ]
 log = logging.getLogger(__name__)

@@ -109,8 +109,15 @@ class JoinDaemonSettings:
     max_poll_records: int = 500
     max_record_bytes: int = 64 * 1024
     max_skew_hours: float = 24.0
+    labeled_batch_max: int = 2_000
+    labeled_batch_bytes: int = 1024 * 1024
 
     def __post_init__(self) -> None:
+        if self.labeled_batch_max < 1 or self.labeled_batch_bytes < 1:
+            raise ConfigError(
+                "join.labeled_batch_max and join.labeled_batch_bytes must be >= 1, got "
+                f"{self.labeled_batch_max} and {self.labeled_batch_bytes}"
+            )
         if self.idle_timeout_s <= 0 or self.max_poll_records < 1 or self.max_record_bytes < 1:
             raise ConfigError(
                 "join.idle_timeout_s, join.max_poll_records and join.max_record_bytes "

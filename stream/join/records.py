@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from stream.errors import RecordError
-from stream.events import Impression, dumps
+from stream.events import FORMAT_HEADER, Impression, dumps
 from stream.join.core import PENDING, Change
 
 SRC_HEADER = "fmstream.src"  # "<partition>": which join task wrote an output
@@ -136,16 +136,24 @@ def _unb64(text: str | None) -> bytes | None:
 
 def _out_json(o: OutRecord) -> list[Any]:
     if o.topic in _JSON_OUTPUTS and o.value is not None:
-        # Our own JSON, keyed by an id: embedded as is (no base64), headers rebuilt.
+        # Our own JSON (an event or an example batch): embedded as is (no base64), its
+        # headers rebuilt from the entry, a batch's format named after its sequence.
         key = o.key.decode() if o.key is not None else None
-        return [o.topic, key, orjson.Fragment(o.value), o.ts, o.seq]
+        out = [o.topic, key, orjson.Fragment(o.value), o.ts, o.seq]
+        kind = dict(o.headers).get(FORMAT_HEADER)
+        return out if kind is None else [*out, kind.decode()]
     return [o.topic, _b64(o.key), _b64(o.value), o.ts, o.seq, [[k, _b64(v)] for k, v in o.headers]]
 
 
 def _out_from(raw: list[Any], partition: int) -> OutRecord:
-    if len(raw) == 5:
-        topic, key, value, ts, seq = raw
-        headers = ((SRC_HEADER, str(partition).encode()), (SEQ_HEADER, str(seq).encode()))
+    if len(raw) == 5 or isinstance(raw[5], str):
+        topic, key, value, ts, seq = raw[:5]
+        headers: tuple[tuple[str, bytes], ...] = (
+            (SRC_HEADER, str(partition).encode()),
+            (SEQ_HEADER, str(seq).encode()),
+        )
+        if len(raw) == 6:
+            headers += ((FORMAT_HEADER, raw[5].encode()),)
         return OutRecord(
             topic, key.encode() if key is not None else None, dumps(value), ts, seq, headers
         )

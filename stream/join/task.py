@@ -1,10 +1,15 @@
 """One partition's join: decode and validate its input records, run the core, and
 turn what comes out into numbered output records (labeled, corrections, dead
-letters). Pure: no clients, no clock; the daemon feeds it and persists it.
+letters). Labeled events are packed into example batches when the batch's
+changelog entry is made: one record per `labeled_batch_max` events (or
+`labeled_batch_bytes`), each with its own sequence number, so recovery finds
+what landed record by record. Pure: no clients, no clock; the daemon feeds it
+and persists it.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +25,7 @@ from stream.events import (
     decode_input,
     dumps,
     encode_labeled,
+    labeled_batch,
 )
 from stream.join.core import JoinConfig, JoinerCore, LateClick, Output
 from stream.join.records import (
@@ -42,6 +48,8 @@ class TaskConfig:
     # How far an event time may lie behind the partition's newest event time, or ahead
     # of it or of the record's broker timestamp, before it is dead-lettered.
     max_skew_ms: int = DAY_MS
+    labeled_batch_max: int = 2_000  # 1: one plain event per record, keyed by its id
+    labeled_batch_bytes: int = 1024 * 1024
 
 
 class JoinTask:
@@ -63,6 +71,7 @@ class JoinTask:
         self.consumed: Counter[str] = Counter()
         self.dead_letters: Counter[str] = Counter()
         self._src = str(partition).encode()
+        self._labeled: list[LabeledEvent] = []  # joined since the last entry, in order
 
     def process(self, records: Iterable[InRecord], resumed: bool = False) -> list[OutRecord]:
         """Joins records; a bad one becomes a dead letter. `resumed`: the partition was
@@ -83,21 +92,28 @@ class JoinTask:
                 results = self.core.impression(event)
             else:
                 results = self.core.click(event)
-            out.extend(self._output(r) for r in results)
+            out.extend(self._outputs(results))
         return out
 
     def advance_to(self, event_ts: int, inputs: Collection[str]) -> list[OutRecord]:
-        return [self._output(r) for r in self.core.advance_to(event_ts, inputs)]
+        return self._outputs(self.core.advance_to(event_ts, inputs))
+
+    @property
+    def labels_waiting(self) -> int:
+        """Labeled events joined since the last entry (written with the next one)."""
+        return len(self._labeled)
 
     def entry(self, outbox: list[OutRecord]) -> Entry:
-        """The changelog entry of everything since the last one."""
+        """The changelog entry of everything since the last one: `outbox` (corrections
+        and dead letters) and the labeled events joined meanwhile, as batches."""
+        outbox = [*outbox, *self._batches()]
         progress = Progress(dict(self.offsets), self.core.event_times, self.seq, dict(self.marks))
         return Entry(self.partition, progress, self.core.take_changes(), outbox)
 
     def close_idle(self, event_ts: int) -> list[OutRecord]:
         """Closes what an idle partition holds as if event time were `event_ts`, without
         moving its event time (see JoinerCore.close_before)."""
-        return [self._output(r) for r in self.core.close_before(event_ts)]
+        return self._outputs(self.core.close_before(event_ts))
 
     def _check_time(self, ts: int, broker_ts: int, resumed: bool) -> None:
         """Event time comes from records alone: a partition's first record sets it. The
@@ -133,14 +149,40 @@ class JoinTask:
         self.seq += 1
         return seq, ((SRC_HEADER, self._src), (SEQ_HEADER, str(seq).encode()))
 
-    def _output(self, result: Output) -> OutRecord:
+    def _outputs(self, results: Iterable[Output]) -> list[OutRecord]:
+        """Corrections as numbered records; labeled events held for `_batches`."""
+        out = []
+        for result in results:
+            if isinstance(result, LabeledEvent):
+                self._labeled.append(result)
+                continue
+            late: LateClick = result
+            seq, headers = self._next()
+            value = dumps({"id": late.id, "ts": late.ts, "click_ts": late.click_ts})
+            out.append(OutRecord(CORRECTIONS, late.id.encode(), value, late.click_ts, seq, headers))
+        return out
+
+    def _batches(self) -> list[OutRecord]:
+        events, self._labeled = self._labeled, []
+        if self.config.labeled_batch_max == 1:
+            return [self._plain(e) for e in events]
+        encoded = [encode_labeled(e) for e in events]
+        out = []
+        cuts = _cuts(
+            [len(v) for v in encoded],
+            self.config.labeled_batch_max,
+            self.config.labeled_batch_bytes,
+        )
+        for start, end in itertools.pairwise(cuts):
+            value, format_headers = labeled_batch(encoded[start:end])
+            seq, headers = self._next()
+            ts = max(e.ts for e in events[start:end])
+            out.append(OutRecord(LABELED, None, value, ts, seq, headers + tuple(format_headers)))
+        return out
+
+    def _plain(self, event: LabeledEvent) -> OutRecord:
         seq, headers = self._next()
-        if isinstance(result, LabeledEvent):
-            key = result.id.encode()
-            return OutRecord(LABELED, key, encode_labeled(result), result.ts, seq, headers)
-        late: LateClick = result
-        value = dumps({"id": late.id, "ts": late.ts, "click_ts": late.click_ts})
-        return OutRecord(CORRECTIONS, late.id.encode(), value, late.click_ts, seq, headers)
+        return OutRecord(LABELED, event.id.encode(), encode_labeled(event), event.ts, seq, headers)
 
     def _dead_letter(self, record: InRecord, exc: RecordError) -> OutRecord:
         self.dead_letters[exc.reason] += 1
@@ -155,3 +197,18 @@ class JoinTask:
         return OutRecord(
             DEAD_LETTER, record.key, record.value, record.timestamp, seq, headers + why
         )
+
+
+def _cuts(sizes: list[int], max_events: int, max_bytes: int) -> list[int]:
+    """Where consecutive runs of at most `max_events` events and `max_bytes` bytes
+    start, and the end (one event larger than `max_bytes` is a run of its own)."""
+    cuts, count, size = [0], 0, 0
+    for i, n in enumerate(sizes):
+        if count and (count == max_events or size + n + 1 > max_bytes):
+            cuts.append(i)
+            count, size = 0, 0
+        count += 1
+        size += n + 1  # its comma or bracket
+    if count:
+        cuts.append(len(sizes))
+    return cuts

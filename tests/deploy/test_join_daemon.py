@@ -24,6 +24,7 @@ from tests.joinkit import (
     FakeClock,
     Inputs,
     daemon,
+    events_of,
     impressions_with_clicks,
     label_differences,
     labels_of,
@@ -35,7 +36,7 @@ W = 10_000  # the window of `daemon()`; lateness 1 s, orphan grace 2 s
 
 
 def _labeled_count(broker: EmbeddedBroker, topics: TopicSettings) -> Callable[[], int]:
-    return lambda: len(read_all(broker.client_options, topics.labeled, idle_ms=300))
+    return lambda: len(events_of(read_all(broker.client_options, topics.labeled, idle_ms=300)))
 
 
 def test_window_edges_through_the_broker_and_an_idle_partition(
@@ -155,12 +156,15 @@ def test_restart_keeps_pending_impressions_and_emits_each_label_once(
     assert labels == {f"i{i}": [1 if i % 4 == 0 else 0] for i in range(40)}
 
 
-@pytest.mark.parametrize("keep", [0.0, 0.5])
+# A cut send lands a share of the poll's records: example batches, or (batch max 1)
+# one plain event per record.
+@pytest.mark.parametrize(("keep", "batch_max"), [(0.0, 4), (0.5, 4), (0.5, 1)])
 def test_a_batch_cut_short_after_its_changelog_entry_is_completed_on_recovery(
     broker: EmbeddedBroker,
     make_topics: Callable[[int], TopicSettings],
     tmp_path: Path,
     keep: float,
+    batch_max: int,
 ) -> None:
     topics = make_topics(1)
     send = Inputs(broker.client_options, topics)
@@ -171,14 +175,15 @@ def test_a_batch_cut_short_after_its_changelog_entry_is_completed_on_recovery(
         topics,
         tmp_path / "s",
         outputs=lambda real: FailingOutputs(real, keep, killed),
+        labeled_batch_max=batch_max,
     )
     with pytest.raises(KeyboardInterrupt):
         run_until(doomed, lambda: False)
     doomed.close()
-    landed = len(read_all(broker.client_options, topics.labeled, idle_ms=500))
+    landed = len(events_of(read_all(broker.client_options, topics.labeled, idle_ms=500)))
     assert landed < 30
 
-    again = daemon(broker.client_options, topics, tmp_path / "s")
+    again = daemon(broker.client_options, topics, tmp_path / "s", labeled_batch_max=batch_max)
     try:
         run_until(again, lambda: bool(again.tasks))
         again.step()
@@ -211,7 +216,7 @@ def test_a_failed_send_is_retried_through_recovery_without_loss_or_duplicates(
         deadline = time.monotonic() + 30
         while (
             time.monotonic() < deadline
-            and len(read_all(broker.client_options, topics.labeled, 300)) < 50
+            and len(events_of(read_all(broker.client_options, topics.labeled, 300))) < 50
         ):
             time.sleep(0.5)
     finally:

@@ -14,11 +14,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from deploy.local.broker import EmbeddedBroker, free_port
 from deploy.settings.tables import TopicSettings
+from stream.events import FORMAT_HEADER, LABELED_BATCH_V1
 from stream.kafka.admin import ensure_topics
 from stream.simulate import SimulationConfig
-from tests.joinkit import Inputs, label_differences, labels_of, offline_labels, read_all
+from tests.joinkit import (
+    Inputs,
+    events_of,
+    label_differences,
+    labels_of,
+    offline_labels,
+    read_all,
+)
 
 FMSTREAM = str(Path(sys.executable).with_name("fmstream"))
 SIM = SimulationConfig(
@@ -94,7 +104,7 @@ def _close_every_window(broker: EmbeddedBroker, topics: TopicSettings) -> set[st
 def _wait_for_labels(broker: EmbeddedBroker, topics: TopicSettings, want: int) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if len(read_all(broker.client_options, topics.labeled, idle_ms=1_000)) >= want:
+        if len(events_of(read_all(broker.client_options, topics.labeled, idle_ms=1_000))) >= want:
             return
         time.sleep(2)
 
@@ -132,11 +142,16 @@ def _finish(
     assert sum(expected.values()) > 200  # the test has clicks worth the name
 
 
+# Example batches (the default), and one plain event per record.
+@pytest.mark.parametrize("batch_max", ["2000", "1"])
 def test_sigkilled_ten_times_while_streaming_the_labels_equal_an_offline_join(
-    broker: EmbeddedBroker, make_topics: Callable[[int], TopicSettings], tmp_path: Path
+    broker: EmbeddedBroker,
+    make_topics: Callable[[int], TopicSettings],
+    tmp_path: Path,
+    batch_max: str,
 ) -> None:
     topics = make_topics(3)
-    env = _env(broker, topics)
+    env = _env(broker, topics, FMSTREAM_JOIN_LABELED_BATCH_MAX=batch_max)
     simulator = _simulate(env, tmp_path / "truth.csv")
     rng = random.Random(5)
     joiner = _joiner(env, tmp_path / "state")
@@ -147,6 +162,10 @@ def test_sigkilled_ten_times_while_streaming_the_labels_equal_an_offline_join(
         joiner = _joiner(env, tmp_path / "state")
     assert simulator.poll() is None, "the kills should land while the simulator streams"
     _finish(broker, topics, simulator, [joiner])
+    records = read_all(broker.client_options, topics.labeled)
+    formats = {dict(r.headers or ()).get(FORMAT_HEADER) for r in records}
+    assert formats == ({None} if batch_max == "1" else {LABELED_BATCH_V1})
+    assert (len(records) < len(events_of(records))) == (batch_max != "1")
 
 
 def test_two_instances_rebalancing_mid_stream_equal_an_offline_join(

@@ -30,6 +30,7 @@ from tests.joinkit import (
     FakeClock,
     Inputs,
     daemon,
+    events_of,
     label_differences,
     labels_of,
     offline_labels,
@@ -212,8 +213,9 @@ def test_a_fuzz_of_hostile_records_is_all_accounted_for_and_the_daemon_lives(
 
     # Keys are hostile too, so one id can reach two partitions: each labels it once.
     labeled = Counter(
-        (r.partition, orjson.loads(r.value)["id"])
+        (r.partition, e.id)
         for r in read_all(broker.client_options, topics.labeled)
+        for e in events_of([r])
     )
     assert set(labeled.values()) == {1}
     imp_valid = sent[topics.impressions] + 2 - dead_from[topics.impressions]

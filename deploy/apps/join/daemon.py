@@ -97,7 +97,11 @@ class JoinDaemon:
         self._metrics = metrics
         self._clock = clock
         self._config = TaskConfig(
-            join, settings.max_record_bytes, int(settings.max_skew_hours * 3_600_000)
+            join,
+            settings.max_record_bytes,
+            int(settings.max_skew_hours * 3_600_000),
+            settings.labeled_batch_max,
+            settings.labeled_batch_bytes,
         )
         self._topic_of = {IMPRESSIONS: topics.impressions, CLICKS: topics.clicks}
         self._logical = {topic: logical for logical, topic in self._topic_of.items()}
@@ -179,7 +183,7 @@ class JoinDaemon:
                     self._last_record[(p, topic)] = now
                 self._mark_activity(p, task, now)
             outs += self._idle(p, task, now)
-            if records or outs:
+            if records or outs or task.labels_waiting:
                 batch.append((task, outs))
         if batch:
             self._commit(batch)
@@ -243,8 +247,8 @@ class JoinDaemon:
     def _commit(self, batch: list[tuple[JoinTask, list[Any]]]) -> None:
         entries = [task.entry(outs) for task, outs in batch]
         offsets = self._io.write_entries(entries)
-        for task, outs in batch:
-            task.marks.update(self._io.write_outputs(task.partition, outs))
+        for task, entry in zip((t for t, _ in batch), entries, strict=True):
+            task.marks.update(self._io.write_outputs(task.partition, entry.outbox))
         self._state.apply(list(zip(entries, offsets, strict=True)))
         commits = {}
         for task, _ in batch:

@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 from prometheus_client import CollectorRegistry
@@ -19,14 +20,16 @@ from prometheus_client import CollectorRegistry
 from deploy.apps.join.clients import open_daemon
 from deploy.apps.join.metrics import JoinMetrics
 from deploy.local.broker import EmbeddedBroker, free_port
+from deploy.runtime.errors import DeployError
 from deploy.settings.tables import JoinDaemonSettings, Settings, TopicSettings
+from stream.errors import RecordError
 from stream.events import (
     CLICKS,
     IMPRESSIONS,
     Click,
     Impression,
     LabeledEvent,
-    decode_labeled,
+    decode_labeled_record,
     encode_click,
     encode_impression,
 )
@@ -98,6 +101,18 @@ def _join(
             idle = idle + 1 if got == 0 and consumed >= sent else 0
 
 
+def _events(record: Any) -> list[LabeledEvent]:
+    where = f"{record.topic}[{record.partition}]@{record.offset}"
+    try:
+        items = decode_labeled_record(record.value, tuple(record.headers or ()))
+    except RecordError as exc:
+        raise DeployError(f"the joiner wrote an unreadable record at {where}: {exc}") from exc
+    bad = [item for item in items if isinstance(item, RecordError)]
+    if bad:
+        raise DeployError(f"the joiner wrote an unreadable event at {where}: {bad[0]}")
+    return [item for item in items if isinstance(item, LabeledEvent)]
+
+
 def _read_back(
     options: ClientOptions, topics: TopicSettings
 ) -> tuple[list[LabeledEvent], list[str]]:
@@ -111,7 +126,7 @@ def _read_back(
     try:
         for record in consumer:
             if record.topic == topics.labeled:
-                events.append(decode_labeled(record.value))
+                events.extend(_events(record))
             else:
                 headers = dict(record.headers or ())
                 dead.append(headers.get("fmstream.error", b"?").decode())
