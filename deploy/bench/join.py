@@ -37,15 +37,21 @@ def bench_join(settings: Settings, repeat: int, partitions: int) -> dict[str, An
     records = [r for day in Simulator(config).run() for r in day.records]
     core = bench_core(records, join, repeat)
     batch_max = settings.join_daemon.labeled_batch_max
+
+    def daemon(batch_max: int) -> JoinDaemonSettings:
+        return dataclasses.replace(
+            settings.join_daemon, metrics_port=0, labeled_batch_max=batch_max
+        )
+
     with EmbeddedBroker(port=free_port(), startup_timeout_s=30.0) as broker:
         # Side by side in each repeat: example batches, then one event per record.
         e2e = [
-            _end_to_end(broker, records, join, partitions, f"{i}-{m}", m)
+            _end_to_end(broker, records, join, partitions, f"{i}-{m}", daemon(m))
             for i in range(repeat)
             for m in (batch_max, 1)
         ]
         with cProfile.Profile() as profile:
-            _end_to_end(broker, records, join, partitions, "profiled", batch_max)
+            _end_to_end(broker, records, join, partitions, "profiled", daemon(batch_max))
     batched = [r for r in e2e if r["labeled_batch_max"] == batch_max]
     plain = [r for r in e2e if r["labeled_batch_max"] == 1]
     raw = statistics.median(r["raw_consume_records_per_s"] for r in e2e)
@@ -121,7 +127,7 @@ def _end_to_end(
     join: JoinConfig,
     partitions: int,
     run: str,
-    batch_max: int,
+    daemon_settings: JoinDaemonSettings,
 ) -> dict[str, Any]:
     options = broker.client_options
     tag = f"bench{run}"
@@ -133,9 +139,7 @@ def _end_to_end(
     sink.close()
     raw_s = _raw_consume(options, topics, len(records))
     with tempfile.TemporaryDirectory(prefix="fmstream-bench-join-") as tmp:
-        settings = JoinDaemonSettings(
-            group_id=f"g-{tag}", state_dir=Path(tmp), metrics_port=0, labeled_batch_max=batch_max
-        )
+        settings = dataclasses.replace(daemon_settings, group_id=f"g-{tag}", state_dir=Path(tmp))
         metrics = JoinMetrics(CollectorRegistry())
         with open_daemon(options, topics, join, settings, metrics, time.time) as daemon:
             while not daemon.tasks:  # the group join is not part of the rate
@@ -151,7 +155,7 @@ def _end_to_end(
             )
     log.info("bench_join run=%s raw_s=%.2f joiner_s=%.2f", run, raw_s, joined_s)
     return {
-        "labeled_batch_max": batch_max,
+        "labeled_batch_max": daemon_settings.labeled_batch_max,
         "raw_consume_records_per_s": len(records) / raw_s,
         "joiner_records_per_s": len(records) / joined_s,
         "labeled_per_s": labeled / joined_s,
