@@ -242,8 +242,13 @@ def _features(obj: dict[str, Any]) -> dict[str, FeatureValue]:
     if not isinstance(value, dict):
         raise RecordError("wrong_type", f"'features' must be an object, got {type(value).__name__}")
     # Parsed JSON holds exact types and never a non-finite float (orjson rejects them),
-    # so the common case is one C-level pass over the value types.
-    if set(map(type, value.values())) <= _PLAIN_TYPES:
+    # so the common case is C-level passes over the value types (and the lists' items).
+    types = set(map(type, value.values()))
+    if types <= _PLAIN_TYPES:
+        return value
+    if types <= _PLAIN_OR_LIST and all(
+        set(map(type, v)) <= _STR for v in value.values() if type(v) is list
+    ):
         return value
     for field, fv in value.items():
         if not _valid_feature(fv):
@@ -256,6 +261,8 @@ def _features(obj: dict[str, Any]) -> dict[str, FeatureValue]:
 
 
 _PLAIN_TYPES = {str, int, float}
+_PLAIN_OR_LIST = {str, int, float, list}
+_STR = {str}
 
 
 def _valid_feature(value: object) -> bool:

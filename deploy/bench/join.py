@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from deploy.apps.join.clients import open_daemon
 from deploy.apps.join.metrics import JoinMetrics
+from deploy.bench.join_latency import label_latency
 from deploy.local.broker import EmbeddedBroker, free_port
 from deploy.settings.tables import JoinDaemonSettings, Settings, TopicSettings
 from stream.errors import RecordError
@@ -52,6 +53,7 @@ def bench_join(settings: Settings, repeat: int, partitions: int) -> dict[str, An
         ]
         with cProfile.Profile() as profile:
             _end_to_end(broker, records, join, partitions, "profiled", daemon(batch_max))
+        latency = label_latency(broker, records, join, partitions, daemon(batch_max))
     batched = [r for r in e2e if r["labeled_batch_max"] == batch_max]
     plain = [r for r in e2e if r["labeled_batch_max"] == 1]
     raw = statistics.median(r["raw_consume_records_per_s"] for r in e2e)
@@ -71,6 +73,7 @@ def bench_join(settings: Settings, repeat: int, partitions: int) -> dict[str, An
         "joiner_one_event_per_record_records_per_s": round(one),
         "joiner_one_event_per_record_vs_raw_consume": round(one / raw, 3),
         "profile_top5_tottime": _top(profile, 5),
+        **latency,
         "runs": e2e,
     }
 
