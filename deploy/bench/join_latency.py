@@ -3,6 +3,7 @@ labeled batch can be read, at the simulator's pace, through a real broker."""
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import tempfile
 import threading
@@ -10,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from deploy.apps.join.clients import open_daemon
@@ -23,6 +23,7 @@ from deploy.settings.tables import JoinDaemonSettings, TopicSettings
 from stream.events import CLICKS, IMPRESSIONS, LabeledEvent, decode_labeled_record
 from stream.join.core import JoinConfig
 from stream.kafka.admin import ensure_topics
+from stream.kafka.labeled_reader import LabeledReader
 from stream.kafka.options import ClientOptions
 from stream.kafka.producer import KafkaRecordSink
 from stream.simulate import Record
@@ -48,13 +49,8 @@ def label_latency(
     seen: dict[str, float] = {}
     reader = threading.Thread(target=_read_labels, args=(options, topics, seen, stop))
     with tempfile.TemporaryDirectory(prefix="fmstream-bench-latency-") as tmp:
-        settings = JoinDaemonSettings(
-            group_id="g-latency",
-            state_dir=Path(tmp),
-            metrics_port=0,
-            labeled_batch_max=daemon_settings.labeled_batch_max,
-            labeled_batch_bytes=daemon_settings.labeled_batch_bytes,
-            max_poll_records=daemon_settings.max_poll_records,
+        settings = dataclasses.replace(
+            daemon_settings, group_id="g-latency", state_dir=Path(tmp), metrics_port=0
         )
         daemon = open_daemon(
             options, topics, join, settings, JoinMetrics(CollectorRegistry()), time.time
@@ -109,16 +105,15 @@ def _send_paced(
 def _read_labels(
     options: ClientOptions, topics: TopicSettings, seen: dict[str, float], stop: StopRequested
 ) -> None:
-    consumer = KafkaConsumer(**options.consumer(enable_auto_commit=False))
-    consumer.assign([TopicPartition(topics.labeled, p) for p in range(topics.partitions)])
-    consumer.seek_to_beginning()
+    reader = LabeledReader(options, topics.labeled)
+    reader.seek({})
     try:
         while not stop.is_set():
-            for batch in consumer.poll(timeout_ms=50).values():
-                now = time.monotonic()
-                for record in batch:
-                    for event in decode_labeled_record(record.value, record.headers):
-                        if isinstance(event, LabeledEvent) and event.label == 1:
-                            seen.setdefault(event.id, now)
+            records = reader.poll(50)
+            now = time.monotonic()
+            for record in records:
+                for event in decode_labeled_record(record.value, record.headers):
+                    if isinstance(event, LabeledEvent) and event.label == 1:
+                        seen.setdefault(event.id, now)
     finally:
-        consumer.close()
+        reader.close()

@@ -35,7 +35,6 @@ class Scorers:
         self._open = opener
         self._loaded: OrderedDict[int, Loaded] = OrderedDict()
         self.failed: dict[int, str] = {}
-        self._gone: set[int] = set()
         self._verified: Verified = {}  # the last snapshot's digests, as a scorer keeps them
 
     def get(self, version: int) -> Loaded | None:
@@ -50,8 +49,6 @@ class Scorers:
             loaded = self._open(self._dir, version, self._cache_rows, False, self._verified)
         except SnapshotError as exc:
             self.failed[version] = str(exc)
-            if not (self._dir / f"{version:012d}").exists():
-                self._gone.add(version)
             return None
         self._loaded[version] = loaded
         while len(self._loaded) > self._keep:
@@ -62,7 +59,7 @@ class Scorers:
     def reason(self, version: int) -> str:
         """Why `get` gave None: "deleted" (retention removed it after the index had
         listed it, e.g. while the evaluator lagged) or "unreadable"."""
-        return "deleted" if version in self._gone else "unreadable"
+        return "unreadable" if (self._dir / f"{version:012d}").exists() else "deleted"
 
     def close(self) -> None:
         while self._loaded:
