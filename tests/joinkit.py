@@ -13,11 +13,13 @@ from kafka import KafkaConsumer, KafkaProducer
 from prometheus_client import CollectorRegistry
 
 from deploy.apps.join.clients import open_parts
-from deploy.apps.join.daemon import JoinDaemon, JoinOutputs
+from deploy.apps.join.daemon import JoinDaemon
 from deploy.apps.join.metrics import JoinMetrics
+from deploy.apps.join.recovery import JoinOutputs
 from deploy.settings.tables import JoinDaemonSettings, TopicSettings
 from stream.errors import RecordError
 from stream.events import LabeledEvent, decode_labeled_record
+from stream.join.checkpoint import ChangelogRecord, ChangelogTail
 from stream.join.core import JoinConfig, JoinerCore, join_raw
 from stream.join.records import Entry, OutRecord
 from stream.kafka.options import ClientOptions
@@ -101,6 +103,7 @@ def daemon(
     outputs: Callable[[JoinOutputs], JoinOutputs] | None = None,
     entered: bool = True,
     labeled_batch_max: int = 4,
+    state_checkpoint_interval: int = 100,
 ) -> JoinDaemon:
     """A daemon over real clients, subscribed unless not `entered` (for `run`, which
     enters it itself); `outputs` may wrap its I/O. Close it when done. Its example
@@ -113,6 +116,7 @@ def daemon(
         metrics_port=0,
         max_poll_records=max_poll_records,
         labeled_batch_max=labeled_batch_max,
+        state_checkpoint_interval=state_checkpoint_interval,
     )
     config = join or JoinConfig(window_ms=10_000, allowed_lateness_ms=1_000, orphan_grace_ms=2_000)
     parts = open_parts(options, topics, settings)
@@ -143,8 +147,14 @@ class FailingOutputs:
     def write_entries(self, entries: list[Entry]) -> list[int]:
         return self._real.write_entries(entries)
 
-    def changelog(self, partition: int, start: int) -> Iterator[tuple[int, Entry]]:
+    def append(self, partition: int, values: list[bytes]) -> list[int]:
+        return self._real.append(partition, values)
+
+    def changelog(self, partition: int, start: int) -> Iterator[tuple[int, ChangelogRecord]]:
         return self._real.changelog(partition, start)
+
+    def tail(self, partition: int) -> ChangelogTail:
+        return self._real.tail(partition)
 
     def landed(self, entry: Entry) -> set[int]:
         return self._real.landed(entry)

@@ -20,6 +20,7 @@ import torch
 from deploy.apps.simulate.driver import run_simulation
 from deploy.batch.replay.inputs import CRITEO_SCHEMA
 from deploy.bench.join import bench_join
+from deploy.bench.join_recovery import bench_join_recovery
 from deploy.bench.publish import bench_publish
 from deploy.bench.quality import bench_quality
 from deploy.bench.replay import bench_replay
@@ -86,6 +87,16 @@ OPTIONS: list[Option] = [
     Option("bench.serve_swaps", "--serve-swaps", "serve: snapshots promoted under load"),
     Option("bench.serve_swap_interval_s", "--serve-swap-interval-s", "serve: seconds apart"),
     Option("bench.serve_train_events", "--serve-train-events", "serve: events the model learns"),
+    Option(
+        "bench.recovery_history",
+        "--history",
+        "join-recovery: comma-separated impressions of history per partition",
+    ),
+    Option(
+        "join.state_checkpoint_interval",
+        "--state-checkpoint-interval",
+        "join-recovery: changelog records between checkpoints",
+    ),
 ]
 
 
@@ -101,6 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "encode",
             "store",
             "join",
+            "join-recovery",
             "replay",
             "quality",
             "serve",
@@ -207,6 +219,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         result = bench_quality(cfg.quality_seeds)
     elif args.what == "join":
         result = bench_join(settings, repeat, settings.topics.partitions)
+    elif args.what == "join-recovery":
+        history = [int(n) for n in cfg.recovery_history.split(",") if n.strip()]
+        result = bench_join_recovery(settings, history)
     elif args.what == "train-stream":
         result = bench_train_stream(settings, cfg.stream_events)
     elif args.what == "freshness":

@@ -61,6 +61,16 @@ OPTIONS: list[Option] = [
         "--labeled-batch-bytes",
         "bytes per example batch at most (a larger event is a batch of its own)",
     ),
+    Option(
+        "join.state_checkpoint_interval",
+        "--state-checkpoint-interval",
+        "changelog records between checkpoints of a partition's state",
+    ),
+    Option(
+        "join.state_checkpoint_interval_s",
+        "--state-checkpoint-interval-s",
+        "seconds without a checkpoint after which a partition writes one",
+    ),
     Option("topics.partitions", "--partitions", "partitions of the output topics it creates"),
 ]
 log = logging.getLogger(__name__)

@@ -111,8 +111,18 @@ class JoinDaemonSettings:
     max_skew_hours: float = 24.0
     labeled_batch_max: int = 2_000
     labeled_batch_bytes: int = 1024 * 1024
+    # A checkpoint of a partition's state after this many changelog records, or this
+    # long without one: recovery reads at most the newest checkpoint and what follows.
+    state_checkpoint_interval: int = 100
+    state_checkpoint_interval_s: float = 600.0
 
     def __post_init__(self) -> None:
+        if self.state_checkpoint_interval < 1 or self.state_checkpoint_interval_s <= 0:
+            raise ConfigError(
+                "join.state_checkpoint_interval must be >= 1 and "
+                "join.state_checkpoint_interval_s > 0, got "
+                f"{self.state_checkpoint_interval} and {self.state_checkpoint_interval_s}"
+            )
         if self.labeled_batch_max < 1 or self.labeled_batch_bytes < 1:
             raise ConfigError(
                 "join.labeled_batch_max and join.labeled_batch_bytes must be >= 1, got "
@@ -244,6 +254,7 @@ class BenchSettings:
     serve_swaps: int = 100
     serve_swap_interval_s: float = 10.0
     serve_train_events: int = 100_000
+    recovery_history: str = "100000,1000000"
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,19 @@ class JoinerCore:
         self._changes.clear()
         return changes
 
+    @property
+    def unsaved(self) -> bool:
+        """Whether the journal holds changes not yet taken."""
+        return bool(self._changes)
+
+    def rows(self) -> list[Change]:
+        """The whole state as changes that rebuild it (a checkpoint's content)."""
+        rows: list[Change] = [(PENDING, rid, imp) for rid, imp in self._pending.items()]
+        rows += [(WAITING, rid, ts) for rid, ts in self._waiting.items()]
+        late = self._late_ids
+        rows += [(DONE, rid, (label, ts, rid in late)) for rid, (label, ts) in self._done.items()]
+        return rows
+
     def restore(
         self,
         event_times: tuple[int | None, int | None],

@@ -53,12 +53,15 @@ class Progress:
     """Where a partition's task stands: next input offsets, each input's largest event
     time, the next output sequence number, and `marks`: per output partition
     ("topic:partition"), the offset after the task's last confirmed output, from
-    which recovery looks for the outputs of an unfinished batch."""
+    which recovery looks for the outputs of an unfinished batch. `base`: the changelog
+    offset of the partition's newest complete checkpoint (-1: none yet), where a
+    recovery without local state starts reading."""
 
     offsets: dict[str, int] = field(default_factory=dict)
     times: tuple[int | None, int | None] = (None, None)
     seq: int = 0
     marks: dict[str, int] = field(default_factory=dict)
+    base: int = -1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,12 +69,14 @@ class Progress:
             "times": list(self.times),
             "seq": self.seq,
             "marks": self.marks,
+            "base": self.base,
         }
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Progress:
         imp, click = obj["times"]
-        return cls(dict(obj["offsets"]), (imp, click), int(obj["seq"]), dict(obj["marks"]))
+        offsets, marks = dict(obj["offsets"]), dict(obj["marks"])
+        return cls(offsets, (imp, click), int(obj["seq"]), marks, int(obj.get("base", -1)))
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ class Entry:
                 "v": 1,
                 "p": self.partition,
                 "progress": self.progress.to_json(),
-                "changes": [[k, rid, _state_value(k, v)] for k, rid, v in self.changes],
+                "changes": changes_json(self.changes),
                 "out": [_out_json(o) for o in self.outbox],
             }
         )
@@ -97,14 +102,26 @@ class Entry:
     @classmethod
     def decode(cls, raw: bytes, where: str) -> Entry:
         try:
-            obj = orjson.loads(raw)
-            changes: list[Change] = [(k, rid, _state_from(k, v)) for k, rid, v in obj["changes"]]
-            outbox = [_out_from(o, int(obj["p"])) for o in obj["out"]]
-            return cls(int(obj["p"]), Progress.from_json(obj["progress"]), changes, outbox)
+            return cls.from_json(orjson.loads(raw))
         except Exception as exc:  # whatever is wrong with it, the entry cannot be trusted
             raise RecordError(
                 "bad_changelog", f"unreadable changelog entry at {where}: {exc}"
             ) from exc
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Entry:
+        """An entry from its parsed JSON (raises whatever is missing or malformed)."""
+        changes = changes_from(obj["changes"])
+        outbox = [_out_from(o, int(obj["p"])) for o in obj["out"]]
+        return cls(int(obj["p"]), Progress.from_json(obj["progress"]), changes, outbox)
+
+
+def changes_json(changes: list[Change]) -> list[list[Any]]:
+    return [[k, rid, _state_value(k, v)] for k, rid, v in changes]
+
+
+def changes_from(raw: list[list[Any]]) -> list[Change]:
+    return [(k, rid, _state_from(k, v)) for k, rid, v in raw]
 
 
 def _state_value(kind: str, value: Any) -> Any:

@@ -19,8 +19,9 @@ from rocksdict import AccessType, Options, Rdict, WriteBatch
 
 from stream.errors import JoinStateError
 from stream.events import Impression, decode_impression, encode_impression
-from stream.join.core import DONE, PENDING, WAITING, JoinerCore
-from stream.join.records import Entry, Progress
+from stream.join.checkpoint import ChangelogRecord, Chunk, Mark
+from stream.join.core import DONE, PENDING, WAITING, Change, JoinerCore
+from stream.join.records import Progress
 
 _STATE, _META = b"s", b"m"
 
@@ -60,19 +61,28 @@ class JoinState:
         except Exception as exc:
             raise self._unreadable(partition, exc) from exc
 
-    def apply(self, entries: list[tuple[Entry, int]]) -> None:
-        """Writes entries (each with its changelog offset) in one atomic batch."""
+    def apply(self, records: list[tuple[ChangelogRecord, int]]) -> None:
+        """Writes changelog records (each with its offset) in one atomic batch. A
+        checkpoint chunk writes its rows but moves no progress: until its mark is
+        applied, the partition's progress is what it was."""
         batch = WriteBatch(raw_mode=True)
-        for entry, offset in entries:
-            prefix = _prefix(entry.partition)
-            for kind, rid, value in entry.changes:
-                key = prefix + kind.encode() + rid.encode()
-                if value is None:
-                    batch.delete(key)
-                else:
-                    batch.put(key, _encode(kind, value))
-            meta = {"progress": entry.progress.to_json(), "changelog_next": offset + 1}
-            batch.put(_meta_key(entry.partition), orjson.dumps(meta))
+        for record, offset in records:
+            if not isinstance(record, Mark):
+                _put_changes(batch, _prefix(record.partition), record.changes)
+            if not isinstance(record, Chunk):
+                meta = {"progress": record.progress.to_json(), "changelog_next": offset + 1}
+                batch.put(_meta_key(record.partition), orjson.dumps(meta))
+        self._write(batch)
+
+    def reset(self, partition: int) -> None:
+        """Forgets the partition's state and progress (before rebuilding it from a
+        checkpoint)."""
+        batch = WriteBatch(raw_mode=True)
+        batch.delete_range(_prefix(partition), _prefix(partition + 1))
+        batch.delete(_meta_key(partition))
+        self._write(batch)
+
+    def _write(self, batch: WriteBatch) -> None:
         try:
             self._db.write(batch)
         except Exception as exc:
@@ -116,6 +126,15 @@ class JoinState:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _put_changes(batch: WriteBatch, prefix: bytes, changes: list[Change]) -> None:
+    for kind, rid, value in changes:
+        key = prefix + kind.encode() + rid.encode()
+        if value is None:
+            batch.delete(key)
+        else:
+            batch.put(key, _encode(kind, value))
 
 
 def _encode(kind: str, value: Any) -> bytes:

@@ -68,6 +68,7 @@ class JoinTask:
         self.offsets = dict(progress.offsets)
         self.seq = progress.seq
         self.marks = dict(progress.marks)
+        self.base = progress.base
         self.consumed: Counter[str] = Counter()
         self.dead_letters: Counter[str] = Counter()
         self._src = str(partition).encode()
@@ -107,8 +108,12 @@ class JoinTask:
         """The changelog entry of everything since the last one: `outbox` (corrections
         and dead letters) and the labeled events joined meanwhile, as batches."""
         outbox = [*outbox, *self._batches()]
-        progress = Progress(dict(self.offsets), self.core.event_times, self.seq, dict(self.marks))
-        return Entry(self.partition, progress, self.core.take_changes(), outbox)
+        return Entry(self.partition, self.progress(), self.core.take_changes(), outbox)
+
+    def progress(self, base: int | None = None) -> Progress:
+        """Where the task stands; `base`: a new checkpoint's offset instead of its own."""
+        base = self.base if base is None else base
+        return Progress(dict(self.offsets), self.core.event_times, self.seq, dict(self.marks), base)
 
     def close_idle(self, event_ts: int) -> list[OutRecord]:
         """Closes what an idle partition holds as if event time were `event_ts`, without

@@ -20,6 +20,7 @@ from kafka.errors import KafkaError
 from kafka.producer.future import FutureRecordMetadata
 
 from stream.errors import BrokerError, JoinStateError
+from stream.join.checkpoint import ChangelogRecord, ChangelogTail, base_of, decode_changelog
 from stream.join.records import SEQ_HEADER, SRC_HEADER, Entry, OutRecord
 from stream.kafka.options import ClientOptions
 
@@ -66,6 +67,12 @@ class JoinIO:
         ]
         return [m.offset for m in self._wait(futures, self._changelog)]
 
+    def append(self, partition: int, values: list[bytes]) -> list[int]:
+        """Sends encoded records (checkpoint chunks, a mark) to a partition of the
+        changelog, in order, and waits; their offsets."""
+        futures = [self._send(self._changelog, partition, None, v, None, ()) for v in values]
+        return [m.offset for m in self._wait(futures, f"{self._changelog}[{partition}]")]
+
     def write_outputs(self, task_partition: int, outs: list[OutRecord]) -> dict[str, int]:
         """Sends a task's outputs and waits; the new marks ("topic:partition" -> next offset)."""
         futures = []
@@ -108,12 +115,40 @@ class JoinIO:
         except KafkaError as exc:
             raise BrokerError(f"sending to {where} on {self._servers} failed: {exc}") from exc
 
-    def changelog(self, partition: int, start: int) -> Iterator[tuple[int, Entry]]:
-        """Every changelog entry of a partition from offset `start` to the end."""
+    def changelog(self, partition: int, start: int) -> Iterator[tuple[int, ChangelogRecord]]:
+        """Every changelog record of a partition from offset `start` to the end."""
         tp = TopicPartition(self._changelog, partition)
         for record in self._read(tp, start):
             where = f"{self._changelog}[{partition}]@{record.offset}"
-            yield record.offset, Entry.decode(record.value, where)
+            yield record.offset, decode_changelog(record.value, where)
+
+    def tail(self, partition: int) -> ChangelogTail:
+        """Where a partition's changelog starts and ends, and the newest complete
+        checkpoint its last record names (-1: none; the log is empty or has none)."""
+        tp = TopicPartition(self._changelog, partition)
+        first, end = self._extent(tp)
+        if end <= first:
+            return ChangelogTail(first, end, -1)
+        last = next(self.changelog(partition, end - 1))[1]
+        return ChangelogTail(first, end, base_of(last))
+
+    def _extent(self, tp: TopicPartition) -> tuple[int, int]:
+        """The oldest offset retention left and the high watermark, the latter from a
+        fetch (`end_offsets` is wrong on some brokers for multi-record batches)."""
+        reader = self._reader
+        try:
+            reader.assign([])
+            reader.assign([tp])
+            first = reader.beginning_offsets([tp])[tp]
+            reader.seek(tp, first)
+            deadline = time.monotonic() + _SEND_TIMEOUT_S
+            while (end := reader.highwater(tp)) is None:
+                reader.poll(timeout_ms=200, max_records=1)
+                if time.monotonic() > deadline:
+                    raise BrokerError(f"finding the end of {tp.topic}[{tp.partition}] timed out")
+        except KafkaError as exc:
+            raise BrokerError(f"finding the ends of {tp.topic}[{tp.partition}]: {exc}") from exc
+        return first, end
 
     def landed(self, entry: Entry) -> set[int]:
         """Sequence numbers of `entry`'s outbox that are already in the output topics."""

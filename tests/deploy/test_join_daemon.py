@@ -11,7 +11,7 @@ import orjson
 import pytest
 from prometheus_client import generate_latest
 
-from deploy.apps.join.daemon import JoinOutputs
+from deploy.apps.join.recovery import JoinOutputs
 from deploy.local.broker import EmbeddedBroker
 from deploy.runtime.signals import StopRequested
 from deploy.settings.tables import TopicSettings

@@ -142,7 +142,9 @@ def _finish(
     assert sum(expected.values()) > 200  # the test has clicks worth the name
 
 
-# Example batches (the default), and one plain event per record.
+# Example batches (the default), and one plain event per record. Each restart takes
+# one of three state directories in turn, so most recoveries start from a checkpoint
+# (a fresh or stale directory) and some from local state; kills land in checkpoints.
 @pytest.mark.parametrize("batch_max", ["2000", "1"])
 def test_sigkilled_ten_times_while_streaming_the_labels_equal_an_offline_join(
     broker: EmbeddedBroker,
@@ -151,15 +153,20 @@ def test_sigkilled_ten_times_while_streaming_the_labels_equal_an_offline_join(
     batch_max: str,
 ) -> None:
     topics = make_topics(3)
-    env = _env(broker, topics, FMSTREAM_JOIN_LABELED_BATCH_MAX=batch_max)
+    env = _env(
+        broker,
+        topics,
+        FMSTREAM_JOIN_LABELED_BATCH_MAX=batch_max,
+        FMSTREAM_JOIN_STATE_CHECKPOINT_INTERVAL="5",
+    )
     simulator = _simulate(env, tmp_path / "truth.csv")
     rng = random.Random(5)
-    joiner = _joiner(env, tmp_path / "state")
-    for _ in range(10):
+    joiner = _joiner(env, tmp_path / "state-0")
+    for k in range(1, 11):
         time.sleep(rng.uniform(1.0, 4.5))
         joiner.send_signal(signal.SIGKILL)
         joiner.wait()
-        joiner = _joiner(env, tmp_path / "state")
+        joiner = _joiner(env, tmp_path / f"state-{k % 3}")
     assert simulator.poll() is None, "the kills should land while the simulator streams"
     _finish(broker, topics, simulator, [joiner])
     records = read_all(broker.client_options, topics.labeled)
@@ -172,7 +179,7 @@ def test_two_instances_rebalancing_mid_stream_equal_an_offline_join(
     broker: EmbeddedBroker, make_topics: Callable[[int], TopicSettings], tmp_path: Path
 ) -> None:
     topics = make_topics(3)
-    env = _env(broker, topics)
+    env = _env(broker, topics, FMSTREAM_JOIN_STATE_CHECKPOINT_INTERVAL="5")
     simulator = _simulate(env, tmp_path / "truth.csv")
     first = _joiner(env, tmp_path / "a")
     time.sleep(8)

@@ -27,11 +27,8 @@ def open_parts(
 ) -> JoinParts:
     """Checks the topics (creating missing outputs) and opens the clients; on failure
     closes what it had opened."""
-    counts = partition_counts(options, topics)
-    outputs = {LABELED: topics.labeled, CORRECTIONS: topics.corrections}
-    outputs[DEAD_LETTER] = topics.dead_letter
     with ExitStack() as stack:
-        io = JoinIO(options, outputs, topics.join_changelog, counts)
+        io = open_io(options, topics)
         stack.callback(io.close)
         state = JoinState(settings.state_dir)
         stack.callback(state.close)
@@ -50,6 +47,14 @@ def open_parts(
             raise BrokerError(f"cannot join group {settings.group_id}: {exc}") from exc
         stack.pop_all()
     return JoinParts(consumer, io, state)
+
+
+def open_io(options: ClientOptions, topics: TopicSettings) -> JoinIO:
+    """The changelog and output I/O (checking the topics, creating missing outputs)."""
+    counts = partition_counts(options, topics)
+    outputs = {LABELED: topics.labeled, CORRECTIONS: topics.corrections}
+    outputs[DEAD_LETTER] = topics.dead_letter
+    return JoinIO(options, outputs, topics.join_changelog, counts)
 
 
 def partition_counts(options: ClientOptions, topics: TopicSettings) -> dict[str, int]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,12 +32,13 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from deploy.apps.join.metrics import JoinMetrics
+from deploy.apps.join.recovery import JoinOutputs, recover, write_checkpoint
 from deploy.runtime.signals import StopRequested
 from deploy.settings.tables import JoinDaemonSettings, TopicSettings
 from stream.errors import BrokerError, JoinStateError, RecordError
 from stream.events import CLICKS, IMPRESSIONS
 from stream.join.core import JoinConfig
-from stream.join.records import Entry, InRecord, OutRecord
+from stream.join.records import InRecord
 from stream.join.state import JoinState
 from stream.join.task import JoinTask, TaskConfig
 
@@ -57,16 +58,6 @@ class InputConsumer(Protocol):
     def resume(self, *partitions: TopicPartition) -> None: ...
     def seek(self, partition: TopicPartition, offset: int) -> None: ...
     def commit_async(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> Any: ...
-    def close(self) -> None: ...
-
-
-class JoinOutputs(Protocol):
-    """Changelog entries and outputs out, and back in for recovery (`JoinIO`)."""
-
-    def write_entries(self, entries: list[Entry]) -> list[int]: ...
-    def write_outputs(self, task_partition: int, outs: list[OutRecord]) -> dict[str, int]: ...
-    def changelog(self, partition: int, start: int) -> Iterator[tuple[int, Entry]]: ...
-    def landed(self, entry: Entry) -> set[int]: ...
     def close(self) -> None: ...
 
 
@@ -96,13 +87,7 @@ class JoinDaemon:
         self._settings = settings
         self._metrics = metrics
         self._clock = clock
-        self._config = TaskConfig(
-            join,
-            settings.max_record_bytes,
-            int(settings.max_skew_hours * 3_600_000),
-            settings.labeled_batch_max,
-            settings.labeled_batch_bytes,
-        )
+        self._config = task_config(join, settings)
         self._topic_of = {IMPRESSIONS: topics.impressions, CLICKS: topics.clicks}
         self._logical = {topic: logical for logical, topic in self._topic_of.items()}
         self._consumer = parts.consumer
@@ -117,6 +102,8 @@ class JoinDaemon:
         self._last_record: dict[tuple[int, str], float] = {}
         self._active_since: dict[int, float] = {}
         self._last_activity: dict[int, tuple[float, int]] = {}
+        # Per partition: changelog records since its last checkpoint, and its wall time.
+        self._since_checkpoint: dict[int, tuple[int, float]] = {}
 
     def __enter__(self) -> JoinDaemon:
         with ExitStack() as stack:
@@ -187,6 +174,7 @@ class JoinDaemon:
                 batch.append((task, outs))
         if batch:
             self._commit(batch)
+        self._checkpoint(now)
         self._metrics.observe(self.tasks)
         self._observe_lag(now)
         return sum(len(v) for v in by_partition.values())
@@ -252,6 +240,8 @@ class JoinDaemon:
         self._state.apply(list(zip(entries, offsets, strict=True)))
         commits = {}
         for task, _ in batch:
+            count, wall = self._since_checkpoint.get(task.partition, (0, self._clock()))
+            self._since_checkpoint[task.partition] = (count + 1, wall)
             for topic, logical in self._logical.items():
                 if logical in task.offsets:
                     tp = TopicPartition(topic, task.partition)
@@ -260,6 +250,22 @@ class JoinDaemon:
             self._consumer.commit_async(commits)
         except KafkaError as exc:
             log.warning("offset_commit_failed error=%s", exc)
+
+    def _checkpoint(self, now: float) -> None:
+        """Writes a checkpoint for each task that has written `state_checkpoint_interval`
+        records since its last, or not written one for `state_checkpoint_interval_s`
+        (so retention never deletes a partition's last one, even when it is idle)."""
+        every, every_s = (
+            self._settings.state_checkpoint_interval,
+            self._settings.state_checkpoint_interval_s,
+        )
+        for p, task in self.tasks.items():
+            count, wall = self._since_checkpoint.get(p, (0, now))
+            due = count >= every or now - wall >= every_s
+            if due and not task.core.unsaved and not task.labels_waiting:
+                write_checkpoint(self._io, self._state, task)
+                self._since_checkpoint[p] = (0, now)
+                self._metrics.checkpoints.inc()
 
     def _observe_lag(self, now: float) -> None:
         marks = [t.core.watermark for t in self.tasks.values()]
@@ -303,6 +309,7 @@ class JoinDaemon:
         for p in partitions:
             self.tasks.pop(p, None)
             self._unrecovered.pop(p, None)
+            self._since_checkpoint.pop(p, None)
 
     def _input_partitions(self, p: int) -> list[TopicPartition]:
         return [tp for tp, _ in self._inputs(p)]
@@ -324,34 +331,27 @@ class JoinDaemon:
             self._consumer.pause(*self._input_partitions(p))
 
     def _recover(self, p: int) -> JoinTask:
-        """The task of partition p as of the changelog's end, its last outbox completed."""
-        local = self._state.progress(p)
-        start = local[1] if local else 0
-        entries = list(self._io.changelog(p, start))
-        if entries:
-            last = entries[-1][1]
-            landed = self._io.landed(last)
-            missing = [o for o in last.outbox if o.seq not in landed]
-            self._io.write_outputs(p, missing)
-            for i in range(0, len(entries), 256):
-                self._state.apply([(e, o) for o, e in entries[i : i + 256]])
-            log.info(
-                "join_partition_recovered partition=%d entries=%d resent=%d",
-                p,
-                len(entries),
-                len(missing),
-            )
-        stored = self._state.progress(p)
-        progress = stored[0] if stored else None
-        task = JoinTask(p, self._config, self._topic_of, progress)
-        if progress is not None:
-            self._state.load_into(p, task.core, progress.times)
-        return task
+        """The task of partition p as of the changelog's end, its last outbox completed;
+        a recovery that read many records is followed by a checkpoint soon."""
+        done = recover(self._io, self._state, p, self._config, self._topic_of)
+        self._since_checkpoint[p] = (done.records, self._clock())
+        self._metrics.recovery_seconds.observe(done.seconds)
+        return done.task
 
     def _seek(self, task: JoinTask) -> None:
         for topic, logical in self._logical.items():
             if logical in task.offsets:
                 self._consumer.seek(TopicPartition(topic, task.partition), task.offsets[logical])
+
+
+def task_config(join: JoinConfig, settings: JoinDaemonSettings) -> TaskConfig:
+    return TaskConfig(
+        join,
+        settings.max_record_bytes,
+        int(settings.max_skew_hours * 3_600_000),
+        settings.labeled_batch_max,
+        settings.labeled_batch_bytes,
+    )
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

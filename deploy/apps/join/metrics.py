@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import astuple, fields
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from stream.join.core import JoinStats
 from stream.join.task import JoinTask
@@ -55,6 +55,15 @@ class JoinMetrics:
         )
         self.recoveries = Counter(
             "fmstream_join_recoveries", "partition recoveries from the changelog", registry=r
+        )
+        self.checkpoints = Counter(
+            "fmstream_join_checkpoints", "state checkpoints written to the changelog", registry=r
+        )
+        self.recovery_seconds = Histogram(
+            "fmstream_join_recovery_seconds",
+            "time to recover a partition from its changelog",
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=r,
         )
         self._seen: dict[int, tuple[JoinTask, tuple[int, ...], dict[str, int], dict[str, int]]] = {}
         self._positive = self._late = 0
