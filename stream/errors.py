@@ -52,3 +52,11 @@ class SimulationConfigError(StreamError):
 
 class JoinStateError(StreamError):
     """The joiner's local state or its changelog cannot be read, written or trusted."""
+
+
+class PartitionFencedError(StreamError):
+    """Another joiner instance has claimed a task partition this one still wrote to."""
+
+    def __init__(self, partition: int, message: str) -> None:
+        super().__init__(message)
+        self.partition = partition

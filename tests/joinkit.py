@@ -144,6 +144,15 @@ class FailingOutputs:
         self._real.write_outputs(task_partition, outs[: int(len(outs) * self._keep)])
         raise self._error
 
+    def claim(self, partition: int) -> None:
+        self._real.claim(partition)
+
+    def release(self, partition: int) -> None:
+        self._real.release(partition)
+
+    def commit(self) -> None:
+        self._real.commit()
+
     def write_entries(self, entries: list[Entry]) -> list[int]:
         return self._real.write_entries(entries)
 

@@ -15,7 +15,6 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from deploy.apps.join.clients import open_daemon, open_io
-from deploy.apps.join.daemon import task_config
 from deploy.apps.join.metrics import JoinMetrics
 from deploy.apps.join.recovery import recover
 from deploy.local.broker import EmbeddedBroker, free_port
@@ -83,12 +82,11 @@ def _one(
 def _recoveries(
     options: Any, topics: TopicSettings, join: JoinConfig, settings: JoinDaemonSettings, tmp: Path
 ) -> dict[str, Any]:
-    io = open_io(options, topics)
-    config = task_config(join, settings)
+    io = open_io(options, topics, settings.group_id)
+    config = settings.task_config(join)
     sources = {IMPRESSIONS: topics.impressions, CLICKS: topics.clicks}
     out: dict[str, Any] = {}
     try:
-        out["changelog_records"] = io.tail(0).end
         for name, use in (("checkpoint", True), ("whole_history", False)):
             state = JoinState(tmp / name)
             try:

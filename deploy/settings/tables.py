@@ -18,6 +18,7 @@ from deploy.settings.serve import ServeSettings
 from deploy.settings.train import HOUR_MS, TrainDaemonSettings, TrainSettings
 from model.zoo import PAPER_NAMES
 from stream.join.core import JoinConfig
+from stream.join.task import TaskConfig
 from stream.kafka.options import ClientOptions
 from stream.simulate import SimulationConfig
 
@@ -115,6 +116,13 @@ class JoinDaemonSettings:
     # long without one: recovery reads at most the newest checkpoint and what follows.
     state_checkpoint_interval: int = 100
     state_checkpoint_interval_s: float = 600.0
+
+    def task_config(self, join: JoinConfig) -> TaskConfig:
+        """What each join task of the daemon runs with."""
+        skew_ms = int(self.max_skew_hours * 3_600_000)
+        return TaskConfig(
+            join, self.max_record_bytes, skew_ms, self.labeled_batch_max, self.labeled_batch_bytes
+        )
 
     def __post_init__(self) -> None:
         if self.state_checkpoint_interval < 1 or self.state_checkpoint_interval_s <= 0:

@@ -3,9 +3,17 @@ back in for recovery.
 
 Outputs go to partition `p % partitions(topic)` of their topic, p being the
 join task's partition, so with equal partition counts a labeled event lands on
-the partition its impression came from. The producer never retries on its own
-(`retries=0`): a retried send could land twice, so any failed send is handled
-by the daemon's recovery, which reads what did land before sending the rest.
+the partition its impression came from.
+
+Each claimed task partition writes through a transactional producer of its own,
+`transactional.id` = `<prefix>-<partition>`: claiming a partition (the first
+step of its recovery) bumps the id's epoch, so an earlier owner still writing
+(an instance frozen past its session timeout, a zombie) has its next write
+refused by the broker and learns it was fenced. Transactions serve only that:
+a transaction spans several writes and is committed when the daemon says
+(`commit`), and the join's readers see what landed whether committed or not
+(read_uncommitted, as recovery reads it). A failed write closes the producer; the daemon's recovery
+claims the partition again with a fresh one and sends only what did not land.
 """
 
 from __future__ import annotations
@@ -13,19 +21,31 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import InvalidProducerEpochError, KafkaError, ProducerFencedError
 from kafka.producer.future import FutureRecordMetadata
 
-from stream.errors import BrokerError, JoinStateError
+from stream.errors import BrokerError, JoinStateError, PartitionFencedError
 from stream.join.checkpoint import ChangelogRecord, ChangelogTail, base_of, decode_changelog
 from stream.join.records import SEQ_HEADER, SRC_HEADER, Entry, OutRecord
 from stream.kafka.options import ClientOptions
 
 log = logging.getLogger(__name__)
 _SEND_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Send:
+    topic: str
+    partition: int
+    key: bytes | None
+    value: bytes | None
+    ts: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class JoinIO:
@@ -35,6 +55,7 @@ class JoinIO:
         topics: Mapping[str, str],
         changelog: str,
         partitions: Mapping[str, int],
+        transactional_prefix: str,
     ) -> None:
         """`topics` maps logical output names to topics; `partitions` counts every topic's
         partitions (outputs and the changelog)."""
@@ -42,17 +63,15 @@ class JoinIO:
         self._changelog = changelog
         self._partitions = dict(partitions)
         self._servers = options.bootstrap_servers
+        self._options = options
+        self._prefix = transactional_prefix
+        self._producers: dict[int, KafkaProducer] = {}
+        self._open: set[int] = set()  # partitions whose producer is in a transaction
         try:
-            self._producer = KafkaProducer(
-                **options.producer(
-                    acks="all",
-                    retries=0,
-                    max_in_flight_requests_per_connection=1,
-                    batch_size=512 * 1024,
-                    max_request_size=16 * 1024 * 1024,
-                )
+            # Recovery reads to the end: a fetch there should not wait for more data.
+            self._reader = KafkaConsumer(
+                **options.consumer(enable_auto_commit=False, fetch_max_wait_ms=20)
             )
-            self._reader = KafkaConsumer(**options.consumer(enable_auto_commit=False))
         except KafkaError as exc:
             raise BrokerError(f"cannot connect the joiner to {self._servers}: {exc}") from exc
 
@@ -60,60 +79,136 @@ class JoinIO:
         name = self._topics[topic]
         return TopicPartition(name, task_partition % self._partitions[name])
 
+    def claim(self, partition: int) -> None:
+        """Makes this the only writer of a task partition: its writes go through a
+        fresh producer whose transactional id fences every earlier one (an open
+        transaction of this instance's own is aborted with it: what of it landed
+        still counts)."""
+        self.release(partition, commit=False)
+        txn_id = f"{self._prefix}-{partition}"
+        try:
+            producer = KafkaProducer(
+                **self._options.producer(
+                    acks="all",
+                    transactional_id=txn_id,
+                    batch_size=512 * 1024,
+                    max_request_size=16 * 1024 * 1024,
+                )
+            )
+        except KafkaError as exc:
+            raise BrokerError(f"cannot connect the joiner to {self._servers}: {exc}") from exc
+        try:
+            producer.init_transactions()
+        except KafkaError as exc:
+            producer.close(timeout=1)
+            raise BrokerError(
+                f"claiming transactional id {txn_id} on {self._servers}: {exc}"
+            ) from exc
+        self._producers[partition] = producer
+
+    def release(self, partition: int, commit: bool = True) -> None:
+        """Closes the partition's producer (a revoke, a failed write), first committing
+        its transaction unless `commit` is false (the producer has failed)."""
+        producer = self._producers.pop(partition, None)
+        if producer is None:
+            return
+        try:
+            if commit and partition in self._open:
+                producer.commit_transaction()
+        except KafkaError as exc:
+            log.warning("transaction_commit_failed partition=%d error=%s", partition, exc)
+        finally:
+            self._open.discard(partition)
+        try:
+            producer.close(timeout=1)
+        except KafkaError as exc:
+            log.warning("producer_close_failed partition=%d error=%s", partition, exc)
+
+    def commit(self) -> None:
+        """Commits every open transaction (the records in them had already landed)."""
+        for p in sorted(self._open):
+            with self._failures(p, "committing"):
+                self._producers[p].commit_transaction()
+            self._open.discard(p)
+
     def write_entries(self, entries: list[Entry]) -> list[int]:
         """Sends each entry to its partition of the changelog and waits; their offsets."""
-        futures = [
-            self._send(self._changelog, e.partition, None, e.encode(), None, ()) for e in entries
-        ]
-        return [m.offset for m in self._wait(futures, self._changelog)]
+        sends = {
+            e.partition: [_Send(self._changelog, e.partition, None, e.encode())] for e in entries
+        }
+        offsets = self._write(sends)
+        return [offsets[e.partition][0].offset for e in entries]
 
     def append(self, partition: int, values: list[bytes]) -> list[int]:
         """Sends encoded records (checkpoint chunks, a mark) to a partition of the
         changelog, in order, and waits; their offsets."""
-        futures = [self._send(self._changelog, partition, None, v, None, ()) for v in values]
-        return [m.offset for m in self._wait(futures, f"{self._changelog}[{partition}]")]
+        sends = [_Send(self._changelog, partition, None, v) for v in values]
+        return [m.offset for m in self._write({partition: sends})[partition]]
 
     def write_outputs(self, task_partition: int, outs: list[OutRecord]) -> dict[str, int]:
         """Sends a task's outputs and waits; the new marks ("topic:partition" -> next offset)."""
-        futures = []
+        sends = []
         for o in outs:
             tp = self.output_partition(o.topic, task_partition)
-            futures.append(self._send(tp.topic, tp.partition, o.key, o.value, o.ts, o.headers))
+            sends.append(_Send(tp.topic, tp.partition, o.key, o.value, o.ts, o.headers))
         marks: dict[str, int] = {}
-        for meta in self._wait(futures, "the output topics"):
+        for meta in self._write({task_partition: sends}).get(task_partition, []):
             key = f"{meta.topic}:{meta.partition}"
             marks[key] = max(marks.get(key, 0), meta.offset + 1)
         return marks
 
-    def _send(
-        self,
-        topic: str,
-        partition: int,
-        key: bytes | None,
-        value: bytes | None,
-        ts: int | None,
-        headers: tuple[tuple[str, bytes], ...],
-    ) -> FutureRecordMetadata:
+    def _write(self, sends: dict[int, list[_Send]]) -> dict[int, list[Any]]:
+        """Each task partition's records through its producer, in its open
+        transaction, sent and acknowledged; their metadata. Raises
+        `PartitionFencedError` for a partition another instance has claimed since."""
+        sends = {p: s for p, s in sends.items() if s}
+        futures: dict[int, list[FutureRecordMetadata]] = {}
+        for p, records in sends.items():
+            producer = self._owned(p)
+            with self._failures(p, "producing to"):
+                if p not in self._open:
+                    producer.begin_transaction()
+                    self._open.add(p)
+                futures[p] = [self._send(producer, r) for r in records]
+        done = {}
+        for p, pending in futures.items():
+            with self._failures(p, "sending to"):
+                self._producers[p].flush(timeout=_SEND_TIMEOUT_S)
+                done[p] = [f.get(timeout=_SEND_TIMEOUT_S) for f in pending]
+        return done
+
+    def _owned(self, partition: int) -> KafkaProducer:
+        producer = self._producers.get(partition)
+        if producer is None:
+            raise BrokerError(f"partition {partition} is not claimed by this instance")
+        return producer
+
+    @contextmanager
+    def _failures(self, partition: int, doing: str) -> Iterator[None]:
         try:
-            return self._producer.send(
-                topic,
-                key=key,
-                value=value,
-                partition=partition,
-                timestamp_ms=ts,
-                headers=list(headers),
-            )
+            yield
+        except (ProducerFencedError, InvalidProducerEpochError) as exc:
+            self.release(partition, commit=False)
+            raise PartitionFencedError(
+                partition,
+                f"task partition {partition} was claimed by another joiner instance ({exc}); "
+                "this one stops writing it",
+            ) from exc
         except KafkaError as exc:
+            self.release(partition, commit=False)
             raise BrokerError(
-                f"producing to {topic}[{partition}] on {self._servers}: {exc}"
+                f"{doing} the outputs of task partition {partition} on {self._servers}: {exc}"
             ) from exc
 
-    def _wait(self, futures: list[FutureRecordMetadata], where: str) -> list[Any]:
-        try:
-            self._producer.flush(timeout=_SEND_TIMEOUT_S)
-            return [f.get(timeout=_SEND_TIMEOUT_S) for f in futures]
-        except KafkaError as exc:
-            raise BrokerError(f"sending to {where} on {self._servers} failed: {exc}") from exc
+    def _send(self, producer: KafkaProducer, r: _Send) -> FutureRecordMetadata:
+        return producer.send(
+            r.topic,
+            key=r.key,
+            value=r.value,
+            partition=r.partition,
+            timestamp_ms=r.ts,
+            headers=list(r.headers),
+        )
 
     def changelog(self, partition: int, start: int) -> Iterator[tuple[int, ChangelogRecord]]:
         """Every changelog record of a partition from offset `start` to the end."""
@@ -127,10 +222,18 @@ class JoinIO:
         checkpoint its last record names (-1: none; the log is empty or has none)."""
         tp = TopicPartition(self._changelog, partition)
         first, end = self._extent(tp)
-        if end <= first:
-            return ChangelogTail(first, end, -1)
-        last = next(self.changelog(partition, end - 1))[1]
-        return ChangelogTail(first, end, base_of(last))
+        # The log may end in transaction markers, which take offsets but hold no
+        # record: look back from the end until a record turns up.
+        back = 4
+        while end > first:
+            start = max(first, end - back)
+            records = list(self.changelog(partition, start))
+            if records:
+                return ChangelogTail(first, end, base_of(records[-1][1]))
+            if start == first:
+                break
+            back *= 4
+        return ChangelogTail(first, end, -1)
 
     def _extent(self, tp: TopicPartition) -> tuple[int, int]:
         """The oldest offset retention left and the high watermark, the latter from a
@@ -143,7 +246,7 @@ class JoinIO:
             reader.seek(tp, first)
             deadline = time.monotonic() + _SEND_TIMEOUT_S
             while (end := reader.highwater(tp)) is None:
-                reader.poll(timeout_ms=200, max_records=1)
+                reader.poll(timeout_ms=20, max_records=1)
                 if time.monotonic() > deadline:
                     raise BrokerError(f"finding the end of {tp.topic}[{tp.partition}] timed out")
         except KafkaError as exc:
@@ -176,7 +279,7 @@ class JoinIO:
             reader.seek(tp, start)
             deadline = time.monotonic() + _SEND_TIMEOUT_S
             while True:
-                records = reader.poll(timeout_ms=200, max_records=2_000).get(tp, [])
+                records = reader.poll(timeout_ms=20, max_records=2_000).get(tp, [])
                 if records:
                     deadline = time.monotonic() + _SEND_TIMEOUT_S
                 yield from records
@@ -201,7 +304,5 @@ class JoinIO:
 
     def close(self) -> None:
         self._reader.close()
-        try:
-            self._producer.close(timeout=10)
-        except KafkaError as exc:
-            log.warning("producer_close_failed error=%s", exc)
+        for partition in list(self._producers):
+            self.release(partition)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from kafka import KafkaConsumer
 
 from deploy.local.broker import EmbeddedBroker, free_port
 from deploy.settings.tables import TopicSettings
@@ -250,8 +251,15 @@ def test_a_paused_broker_is_waited_out_and_nothing_is_lost_or_doubled(tmp_path: 
         send.flush()
         send.close()
         joiner = _joiner(_env(own, topics), tmp_path / "state")
-        while not read_all(own.client_options, topics.labeled, idle_ms=200):
-            time.sleep(0.2)
+        # One reader kept open sees the first labels as they land (a fresh reader's
+        # first fetch alone can take longer than the joiner needs for the rest).
+        watcher = KafkaConsumer(
+            topics.labeled, **own.client_options.consumer(auto_offset_reset="earliest")
+        )
+        deadline = time.monotonic() + 60
+        while not watcher.poll(timeout_ms=50):
+            assert time.monotonic() < deadline, "the joiner labeled nothing"
+        watcher.close()
         # Paused mid-stream: most of the input is still to be joined.
         assert own.pid is not None
         os.kill(own.pid, signal.SIGSTOP)  # mid-stream the broker hangs: requests time out
@@ -268,3 +276,19 @@ def test_a_paused_broker_is_waited_out_and_nothing_is_lost_or_doubled(tmp_path: 
         labels.pop("closer-1", None)
         want = {f"a{i}": 1 if i % 3 == 0 else 0 for i in range(n)}
         assert label_differences(labels, want) == {}
+
+
+def test_an_instance_frozen_past_its_session_timeout_writes_nothing_after_takeover(
+    broker: EmbeddedBroker, make_topics: Callable[[int], TopicSettings], tmp_path: Path
+) -> None:
+    topics = make_topics(2)
+    env = _env(broker, topics)
+    simulator = _simulate(env, tmp_path / "truth.csv")
+    zombie = _joiner(env, tmp_path / "a")
+    time.sleep(6)
+    other = _joiner(env, tmp_path / "b")
+    time.sleep(8)  # each instance holds a partition now
+    zombie.send_signal(signal.SIGSTOP)  # frozen mid-stream, holding what it had read
+    time.sleep(12)  # past its session timeout (3 s): the other instance takes over
+    zombie.send_signal(signal.SIGCONT)  # its writes are refused; it rejoins the group
+    _finish(broker, topics, simulator, [zombie, other])

@@ -85,7 +85,7 @@ def test_recovery_from_a_checkpoint_equals_recovery_from_the_whole_history(
 ) -> None:
     topics = make_topics(1)
     _stream_rounds(broker, topics, tmp_path / "daemon")
-    io = open_io(broker.client_options, topics)
+    io = open_io(broker.client_options, topics, "recovery-test")
     try:
         tail = io.tail(0)
         assert tail.base > 0, "the daemon should have written checkpoints"
@@ -93,7 +93,7 @@ def test_recovery_from_a_checkpoint_equals_recovery_from_the_whole_history(
         via_history = _recover(io, topics, tmp_path / "b", use_checkpoints=False)
         assert (via_checkpoint.start, via_history.start) == (tail.base, 0)
         assert via_checkpoint.records <= 3 + 2 + 2  # the interval, a chunk and its mark
-        assert via_history.records == tail.end
+        assert via_history.records == len(list(io.changelog(0, 0))) > 5 * via_checkpoint.records
         assert via_checkpoint.task.core.pending > 0
         _same_task(via_checkpoint, via_history)
 

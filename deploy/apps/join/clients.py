@@ -28,7 +28,7 @@ def open_parts(
     """Checks the topics (creating missing outputs) and opens the clients; on failure
     closes what it had opened."""
     with ExitStack() as stack:
-        io = open_io(options, topics)
+        io = open_io(options, topics, settings.group_id)
         stack.callback(io.close)
         state = JoinState(settings.state_dir)
         stack.callback(state.close)
@@ -49,12 +49,15 @@ def open_parts(
     return JoinParts(consumer, io, state)
 
 
-def open_io(options: ClientOptions, topics: TopicSettings) -> JoinIO:
-    """The changelog and output I/O (checking the topics, creating missing outputs)."""
+def open_io(options: ClientOptions, topics: TopicSettings, group_id: str) -> JoinIO:
+    """The changelog and output I/O (checking the topics, creating missing outputs);
+    its transactional ids are `<group>.<changelog>-<partition>`, shared by every
+    instance of the group and by nothing else."""
     counts = partition_counts(options, topics)
     outputs = {LABELED: topics.labeled, CORRECTIONS: topics.corrections}
     outputs[DEAD_LETTER] = topics.dead_letter
-    return JoinIO(options, outputs, topics.join_changelog, counts)
+    prefix = f"{group_id}.{topics.join_changelog}"
+    return JoinIO(options, outputs, topics.join_changelog, counts, prefix)
 
 
 def partition_counts(options: ClientOptions, topics: TopicSettings) -> dict[str, int]:

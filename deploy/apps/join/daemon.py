@@ -35,15 +35,21 @@ from deploy.apps.join.metrics import JoinMetrics
 from deploy.apps.join.recovery import JoinOutputs, recover, write_checkpoint
 from deploy.runtime.signals import StopRequested
 from deploy.settings.tables import JoinDaemonSettings, TopicSettings
-from stream.errors import BrokerError, JoinStateError, RecordError
+from stream.errors import BrokerError, JoinStateError, PartitionFencedError, RecordError
 from stream.events import CLICKS, IMPRESSIONS
 from stream.join.core import JoinConfig
 from stream.join.records import InRecord
 from stream.join.state import JoinState
-from stream.join.task import JoinTask, TaskConfig
+from stream.join.task import JoinTask
 
 log = logging.getLogger(__name__)
 _BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+# After being fenced, how long to wait for the rebalance that follows before
+# claiming the partitions again regardless (longer than any session timeout).
+_FENCED_WAIT_S = 60.0
+# Batches per transaction of a partition's producer under load (an idle step
+# commits at once): commits are round trips, and transactions only fence.
+_BATCHES_PER_TXN = 16
 
 
 class InputConsumer(Protocol):
@@ -57,6 +63,7 @@ class InputConsumer(Protocol):
     def pause(self, *partitions: TopicPartition) -> None: ...
     def resume(self, *partitions: TopicPartition) -> None: ...
     def seek(self, partition: TopicPartition, offset: int) -> None: ...
+    def seek_to_beginning(self, *partitions: TopicPartition) -> None: ...
     def commit_async(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> Any: ...
     def close(self) -> None: ...
 
@@ -87,7 +94,7 @@ class JoinDaemon:
         self._settings = settings
         self._metrics = metrics
         self._clock = clock
-        self._config = task_config(join, settings)
+        self._config = settings.task_config(join)
         self._topic_of = {IMPRESSIONS: topics.impressions, CLICKS: topics.clicks}
         self._logical = {topic: logical for logical, topic in self._topic_of.items()}
         self._consumer = parts.consumer
@@ -96,6 +103,8 @@ class JoinDaemon:
         self._stack = ExitStack()
         self.tasks: dict[int, JoinTask] = {}
         self._unrecovered: dict[int, Exception] = {}
+        self._fenced_at: float | None = None
+        self._uncommitted = 0  # batches written since the transactions were committed
         # Wall times, for the idle timeout: per partition and input, of its last record;
         # per partition, since when it has been active (its first record after being
         # idle, or its recovery), and the event time after its last record.
@@ -172,9 +181,16 @@ class JoinDaemon:
             outs += self._idle(p, task, now)
             if records or outs or task.labels_waiting:
                 batch.append((task, outs))
-        if batch:
-            self._commit(batch)
-        self._checkpoint(now)
+        try:
+            if batch:
+                self._commit(batch)
+            self._checkpoint(now)
+            self._uncommitted += 1 if batch else 0
+            if self._uncommitted >= _BATCHES_PER_TXN or (self._uncommitted and not batch):
+                self._io.commit()
+                self._uncommitted = 0
+        except PartitionFencedError as exc:
+            self._fenced(exc, now)
         self._metrics.observe(self.tasks)
         self._observe_lag(now)
         return sum(len(v) for v in by_partition.values())
@@ -285,6 +301,7 @@ class JoinDaemon:
         where kafka-python would swallow an error: a partition that fails is paused and
         retried by the next step instead, and a fatal error is raised from there."""
         now = self._clock()
+        self._fenced_at = None
         for p in partitions:
             if p in self.tasks:
                 self._seek(self.tasks[p])
@@ -292,7 +309,7 @@ class JoinDaemon:
             try:
                 task = self._recover(p)
             except Exception as exc:
-                log.warning("join_recovery_failed partition=%d error=%s", p, exc)
+                log.warning("join_recovery_failed partition=%d error=%r", p, exc)
                 self._unrecovered[p] = exc
                 self._consumer.pause(*self._input_partitions(p))
                 continue
@@ -310,17 +327,36 @@ class JoinDaemon:
             self.tasks.pop(p, None)
             self._unrecovered.pop(p, None)
             self._since_checkpoint.pop(p, None)
+            self._io.release(p)
 
     def _input_partitions(self, p: int) -> list[TopicPartition]:
         return [tp for tp, _ in self._inputs(p)]
 
     def _retry_recovery(self) -> None:
+        waiting = self._fenced_at is not None and self._clock() - self._fenced_at < _FENCED_WAIT_S
         for p, exc in list(self._unrecovered.items()):
             if isinstance(exc, JoinStateError | RecordError):
                 raise exc
+            if isinstance(exc, PartitionFencedError) and waiting:
+                continue
             self.assign([p])
             if p in self._unrecovered:
                 raise BrokerError(f"recovering partition {p}: {self._unrecovered[p]}")
+
+    def _fenced(self, exc: PartitionFencedError, now: float) -> None:
+        """Another instance claimed one of this instance's partitions: this one was
+        frozen or cut off past its session timeout and its assignment is stale. It
+        drops every task (their memory may be ahead of the changelog) and waits for
+        the rebalance its consumer is due; the partitions it then gets are
+        recovered, or all of them are claimed again after `_FENCED_WAIT_S`."""
+        log.warning("join_partition_fenced partition=%d error=%s", exc.partition, exc)
+        self._metrics.fenced.inc()
+        self._fenced_at = now
+        for p in list(self.tasks):
+            del self.tasks[p]
+            self._io.release(p)
+            self._unrecovered[p] = exc
+            self._consumer.pause(*self._input_partitions(p))
 
     def _recover_all(self) -> None:
         """After a failed batch every task's memory may be ahead of what was committed:
@@ -339,19 +375,14 @@ class JoinDaemon:
         return done.task
 
     def _seek(self, task: JoinTask) -> None:
+        """Inputs to where the task's state stops; one it has read nothing of to its
+        beginning (the consumer may have fetched past records a dropped task read)."""
         for topic, logical in self._logical.items():
+            tp = TopicPartition(topic, task.partition)
             if logical in task.offsets:
-                self._consumer.seek(TopicPartition(topic, task.partition), task.offsets[logical])
-
-
-def task_config(join: JoinConfig, settings: JoinDaemonSettings) -> TaskConfig:
-    return TaskConfig(
-        join,
-        settings.max_record_bytes,
-        int(settings.max_skew_hours * 3_600_000),
-        settings.labeled_batch_max,
-        settings.labeled_batch_bytes,
-    )
+                self._consumer.seek(tp, task.offsets[logical])
+            else:
+                self._consumer.seek_to_beginning(tp)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -59,6 +59,11 @@ class JoinMetrics:
         self.checkpoints = Counter(
             "fmstream_join_checkpoints", "state checkpoints written to the changelog", registry=r
         )
+        self.fenced = Counter(
+            "fmstream_join_fenced",
+            "times a write was refused because another instance had claimed the partition",
+            registry=r,
+        )
         self.recovery_seconds = Histogram(
             "fmstream_join_recovery_seconds",
             "time to recover a partition from its changelog",

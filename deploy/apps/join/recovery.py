@@ -29,6 +29,9 @@ _APPLY_EVERY = 256
 class JoinOutputs(Protocol):
     """Changelog records and outputs out, and back in for recovery (`JoinIO`)."""
 
+    def claim(self, partition: int) -> None: ...
+    def release(self, partition: int) -> None: ...
+    def commit(self) -> None: ...
     def write_entries(self, entries: list[Entry]) -> list[int]: ...
     def append(self, partition: int, values: list[bytes]) -> list[int]: ...
     def write_outputs(self, task_partition: int, outs: list[OutRecord]) -> dict[str, int]: ...
@@ -56,8 +59,11 @@ def recover(
     use_checkpoints: bool = True,
 ) -> Recovered:
     """The task of `partition` as of the changelog's end, its last outbox completed.
-    `use_checkpoints=False` reads the whole history (for comparison)."""
+    `use_checkpoints=False` reads the whole history (for comparison). It first claims
+    the partition: from then on no earlier owner can write to it, so the changelog
+    it reads to the end stays the end."""
     began = time.perf_counter()
+    io.claim(partition)
     tail = io.tail(partition)
     start = start_offset(state, partition, tail, use_checkpoints)
     records, last = _replay(io, state, partition, start, start == tail.base)
