@@ -47,8 +47,8 @@ _BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 # After being fenced, how long to wait for the rebalance that follows before
 # claiming the partitions again regardless (longer than any session timeout).
 _FENCED_WAIT_S = 60.0
-# Batches per transaction of a partition's producer under load (an idle step
-# commits at once): commits are round trips, and transactions only fence.
+# Batches per transaction of a partition's producer under load: commits are
+# round trips, and transactions only fence.
 _BATCHES_PER_TXN = 16
 
 
@@ -185,8 +185,10 @@ class JoinDaemon:
             if batch:
                 self._commit(batch)
             self._checkpoint(now)
+            # An idle step commits whatever is open (a recovery's resends, a
+            # checkpoint): a transaction left open would be aborted by the broker.
             self._uncommitted += 1 if batch else 0
-            if self._uncommitted >= _BATCHES_PER_TXN or (self._uncommitted and not batch):
+            if not batch or self._uncommitted >= _BATCHES_PER_TXN:
                 self._io.commit()
                 self._uncommitted = 0
         except PartitionFencedError as exc:
