@@ -104,6 +104,12 @@ class JoinTask:
         """Labeled events joined since the last entry (written with the next one)."""
         return len(self._labeled)
 
+    @property
+    def between_entries(self) -> bool:
+        """Whether everything the task holds is in entries already (no state change
+        or labeled event waits for the next one): the moment for a checkpoint."""
+        return not self.core.unsaved and not self._labeled
+
     def entry(self, outbox: list[OutRecord]) -> Entry:
         """The changelog entry of everything since the last one: `outbox` (corrections
         and dead letters) and the labeled events joined meanwhile, as batches."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -227,9 +228,11 @@ class JoinIO:
         back = 4
         while end > first:
             start = max(first, end - back)
-            records = list(self.changelog(partition, start))
-            if records:
-                return ChangelogTail(first, end, base_of(records[-1][1]))
+            tail = deque(self._read(tp, start), maxlen=1)  # only the last is decoded
+            if tail:
+                raw = tail[0]
+                where = f"{self._changelog}[{partition}]@{raw.offset}"
+                return ChangelogTail(first, end, base_of(decode_changelog(raw.value, where)))
             if start == first:
                 break
             back *= 4
@@ -240,10 +243,8 @@ class JoinIO:
         fetch (`end_offsets` is wrong on some brokers for multi-record batches)."""
         reader = self._reader
         try:
-            reader.assign([])
-            reader.assign([tp])
             first = reader.beginning_offsets([tp])[tp]
-            reader.seek(tp, first)
+            self._assign(tp, first)
             deadline = time.monotonic() + _SEND_TIMEOUT_S
             while (end := reader.highwater(tp)) is None:
                 reader.poll(timeout_ms=20, max_records=1)
@@ -272,11 +273,7 @@ class JoinIO:
         """Records of `tp` from `start` up to its high watermark at the time of reading."""
         reader = self._reader
         try:
-            # A fresh assignment each time: no position, high watermark or fetch in
-            # flight from an earlier read can leak into this one.
-            reader.assign([])
-            reader.assign([tp])
-            reader.seek(tp, start)
+            self._assign(tp, start)
             deadline = time.monotonic() + _SEND_TIMEOUT_S
             while True:
                 records = reader.poll(timeout_ms=20, max_records=2_000).get(tp, [])
@@ -301,6 +298,13 @@ class JoinIO:
             raise BrokerError(
                 f"reading {tp.topic}[{tp.partition}] on {self._servers}: {exc}"
             ) from exc
+
+    def _assign(self, tp: TopicPartition, start: int) -> None:
+        """The reader on `tp` alone at `start`, assigned afresh: no position, high
+        watermark or fetch in flight from an earlier read can leak into this one."""
+        self._reader.assign([])
+        self._reader.assign([tp])
+        self._reader.seek(tp, start)
 
     def close(self) -> None:
         self._reader.close()

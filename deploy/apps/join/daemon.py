@@ -280,7 +280,7 @@ class JoinDaemon:
         for p, task in self.tasks.items():
             count, wall = self._since_checkpoint.get(p, (0, now))
             due = count >= every or now - wall >= every_s
-            if due and not task.core.unsaved and not task.labels_waiting:
+            if due and task.between_entries:
                 write_checkpoint(self._io, self._state, task)
                 self._since_checkpoint[p] = (0, now)
                 self._metrics.checkpoints.inc()

@@ -113,14 +113,18 @@ def _replay(
     """Applies the changelog from `start`; the records read and the last entry not
     followed by a checkpoint (its outbox may be unfinished)."""
     batch: list[tuple[ChangelogRecord, int]] = []
-    count, chunk_run, last = 0, 0, None
+    count, chunk_run = 0, 0
+    last: Entry | None = None
     in_checkpoint = from_checkpoint
     for offset, record in io.changelog(partition, start):
         count += 1
         if in_checkpoint:
             chunk_run = _check_checkpoint(partition, start, offset, record, chunk_run)
             in_checkpoint = isinstance(record, Chunk)
-        last = record if isinstance(record, Entry) else None if isinstance(record, Mark) else last
+        if isinstance(record, Entry):
+            last = record
+        elif isinstance(record, Mark):
+            last = None  # every batch before a checkpoint had landed
         batch.append((record, offset))
         if len(batch) >= _APPLY_EVERY:
             state.apply(batch)
@@ -155,7 +159,7 @@ def write_checkpoint(io: JoinOutputs, state: JoinState, task: JoinTask) -> int:
     """Writes the task's whole state to its changelog partition; the offset of the
     checkpoint, which every record after it names. Call it between batches: the
     task's state must all be in entries already."""
-    if task.core.unsaved or task.labels_waiting:
+    if not task.between_entries:
         raise ValueError("a checkpoint between entries would hold changes no entry has")
     parts = chunks(task.partition, task.core.rows(), task.base)
     first = io.append(task.partition, parts)[0]
