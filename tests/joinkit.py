@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from deploy.apps.join.clients import open_parts
 from deploy.apps.join.daemon import JoinDaemon
 from deploy.apps.join.metrics import JoinMetrics
-from deploy.apps.join.recovery import JoinOutputs
+from deploy.apps.join.recovery import JoinOutputs, SentOutputs
 from deploy.settings.tables import JoinDaemonSettings, TopicSettings
 from stream.errors import RecordError
 from stream.events import LabeledEvent, decode_labeled_record
@@ -127,21 +127,32 @@ def daemon(
 
 
 class FailingOutputs:
-    """The daemon's I/O, except that the first non-empty `write_outputs` sends only
+    """The daemon's I/O, except that the first non-empty `send_outputs` sends only
     `keep` of its records and then raises `error` — a process killed mid-send
-    (KeyboardInterrupt) or a send that timed out (BrokerError)."""
+    (KeyboardInterrupt) or a send that timed out (BrokerError); `in_flight`: the
+    error is raised by waiting for them instead (they were lost on the way)."""
 
-    def __init__(self, real: JoinOutputs, keep: float, error: BaseException) -> None:
+    def __init__(
+        self, real: JoinOutputs, keep: float, error: BaseException, in_flight: bool = False
+    ) -> None:
         self._real = real
         self._keep = keep
         self._error = error
+        self._in_flight = in_flight
         self.failed_with: list[int] = []
 
-    def write_outputs(self, task_partition: int, outs: list[OutRecord]) -> dict[str, int]:
-        if self.failed_with or not outs:
-            return self._real.write_outputs(task_partition, outs)
-        self.failed_with.append(len(outs))
-        self._real.write_outputs(task_partition, outs[: int(len(outs) * self._keep)])
+    def write_outputs(self, outboxes: Mapping[int, list[OutRecord]]) -> dict[int, dict[str, int]]:
+        return self._real.write_outputs(outboxes)
+
+    def send_outputs(self, outboxes: Mapping[int, list[OutRecord]]) -> SentOutputs:
+        if self.failed_with or not any(outboxes.values()):
+            return self._real.send_outputs(outboxes)
+        self.failed_with.append(sum(len(outs) for outs in outboxes.values()))
+        self._real.write_outputs(
+            {p: outs[: int(len(outs) * self._keep)] for p, outs in outboxes.items()}
+        )
+        if self._in_flight:
+            return _Lost(self._error)
         raise self._error
 
     def claim(self, partition: int) -> None:
@@ -170,6 +181,14 @@ class FailingOutputs:
 
     def close(self) -> None:
         self._real.close()
+
+
+class _Lost:
+    def __init__(self, error: BaseException) -> None:
+        self._error = error
+
+    def wait(self) -> dict[int, dict[str, int]]:
+        raise self._error
 
 
 def run_until(d: JoinDaemon, done: Callable[[], bool], timeout_s: float = 30.0) -> None:

@@ -20,9 +20,16 @@ from deploy.apps.join.clients import open_daemon
 from deploy.apps.join.metrics import JoinMetrics
 from deploy.bench.join_latency import label_latency
 from deploy.local.broker import EmbeddedBroker, free_port
+from deploy.runtime.heap import settle_heap
 from deploy.settings.tables import JoinDaemonSettings, Settings, TopicSettings
 from stream.errors import RecordError
-from stream.events import CLICKS, IMPRESSIONS, decode_click, decode_impression
+from stream.events import (
+    CLICKS,
+    IMPRESSIONS,
+    decode_click,
+    decode_impression,
+    reference_impression,
+)
 from stream.join.core import JoinConfig, JoinerCore, join_raw
 from stream.kafka.admin import ensure_topics
 from stream.kafka.options import ClientOptions
@@ -38,6 +45,7 @@ def bench_join(settings: Settings, repeat: int, partitions: int) -> dict[str, An
     records = [r for day in Simulator(config).run() for r in day.records]
     core = bench_core(records, join, repeat)
     batch_max = settings.join_daemon.labeled_batch_max
+    settle_heap()  # as `fmstream join` does once started
 
     def daemon(batch_max: int) -> JoinDaemonSettings:
         return dataclasses.replace(
@@ -51,8 +59,8 @@ def bench_join(settings: Settings, repeat: int, partitions: int) -> dict[str, An
             for i in range(repeat)
             for m in (batch_max, 1)
         ]
-        with cProfile.Profile() as profile:
-            _end_to_end(broker, records, join, partitions, "profiled", daemon(batch_max))
+        profile = cProfile.Profile()
+        _end_to_end(broker, records, join, partitions, "profiled", daemon(batch_max), profile)
         latency = label_latency(broker, records, join, partitions, daemon(batch_max))
     batched = [r for r in e2e if r["labeled_batch_max"] == batch_max]
     plain = [r for r in e2e if r["labeled_batch_max"] == 1]
@@ -121,7 +129,23 @@ def bench_core(records: list[Record], join: JoinConfig, repeat: int) -> dict[str
     return {
         "core_events_per_s": round(len(decoded) / statistics.median(core_times)),
         "core_with_decode_records_per_s": round(len(records) / statistics.median(full_times)),
+        "impression_decode_us": _decode_us(records, repeat),
     }
+
+
+def _decode_us(records: list[Record], repeat: int) -> dict[str, float]:
+    """Microseconds per impression from bytes to a validated event: the fast path
+    (msgspec) and the reference path it falls back to (orjson), side by side."""
+    raw = [r.value for r in records if r.topic == IMPRESSIONS][:20_000]
+    paths = {"msgspec": decode_impression, "orjson": reference_impression}
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(repeat):
+        for name, decode in paths.items():
+            start = time.perf_counter()
+            for value in raw:
+                decode(value)
+            times[name].append(time.perf_counter() - start)
+    return {name: round(statistics.median(t) / len(raw) * 1e6, 2) for name, t in times.items()}
 
 
 def _end_to_end(
@@ -131,7 +155,10 @@ def _end_to_end(
     partitions: int,
     run: str,
     daemon_settings: JoinDaemonSettings,
+    profile: cProfile.Profile | None = None,
 ) -> dict[str, Any]:
+    """One run; `profile` is enabled while the daemon joins (not while the records
+    are produced or read raw)."""
     options = broker.client_options
     tag = f"bench{run}"
     topics = TopicSettings.tagged(tag, partitions)
@@ -148,10 +175,14 @@ def _end_to_end(
             while not daemon.tasks:  # the group join is not part of the rate
                 daemon.step()
             consumed = 0
+            if profile is not None:
+                profile.enable()
             start = time.perf_counter()
             while consumed < len(records):
                 consumed += daemon.step()
             joined_s = time.perf_counter() - start
+            if profile is not None:
+                profile.disable()
             labeled = sum(
                 t.core.stats.labels_positive + t.core.stats.labels_negative
                 for t in daemon.tasks.values()

@@ -9,6 +9,7 @@ import time
 from deploy.apps.join.clients import open_daemon
 from deploy.apps.join.metrics import JoinMetrics
 from deploy.commands.common import KAFKA
+from deploy.runtime.heap import settle_heap
 from deploy.runtime.metrics_server import serve_metrics
 from deploy.runtime.signals import stop_on_signals
 from deploy.settings.resolve import Option
@@ -87,6 +88,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     with stop_on_signals() as stop:
         metrics = JoinMetrics(registry)
         daemon = open_daemon(options, settings.topics, settings.join, cfg, metrics, time.time)
+        settle_heap()
         log.info(
             "joiner_started group=%s state_dir=%s metrics_port=%d",
             cfg.group_id,

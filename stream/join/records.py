@@ -129,6 +129,8 @@ def _state_value(kind: str, value: Any) -> Any:
         return None
     if kind == PENDING:
         imp: Impression = value
+        if imp.raw is not None:
+            return orjson.Fragment(imp.raw)
         return {"id": imp.id, "ts": imp.ts, "features": imp.features}
     return value
 

@@ -49,6 +49,31 @@ class _Send:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
+@dataclass(frozen=True)
+class _InFlight:
+    producer: KafkaProducer
+    futures: list[FutureRecordMetadata]
+
+
+class PendingOutputs:
+    """Outputs on their way: `wait` blocks until they landed and returns the new
+    marks ("topic:partition" -> next offset) of each task partition whose outputs
+    did (all of them, unless one was released meanwhile)."""
+
+    def __init__(self, io: JoinIO, sent: dict[int, _InFlight]) -> None:
+        self._io = io
+        self._sent = sent
+
+    def wait(self) -> dict[int, dict[str, int]]:
+        marks: dict[int, dict[str, int]] = {}
+        for p, metas in self._io.acknowledged(self._sent).items():
+            marks[p] = {}
+            for meta in metas:
+                key = f"{meta.topic}:{meta.partition}"
+                marks[p][key] = max(marks[p].get(key, 0), meta.offset + 1)
+        return marks
+
+
 class JoinIO:
     def __init__(
         self,
@@ -92,6 +117,9 @@ class JoinIO:
                 **self._options.producer(
                     acks="all",
                     transactional_id=txn_id,
+                    # Every write is flushed at once: lingering would only hold the
+                    # other partitions' records back while one is flushed.
+                    linger_ms=0,
                     batch_size=512 * 1024,
                     max_request_size=16 * 1024 * 1024,
                 )
@@ -146,36 +174,51 @@ class JoinIO:
         sends = [_Send(self._changelog, partition, None, v) for v in values]
         return [m.offset for m in self._write({partition: sends})[partition]]
 
-    def write_outputs(self, task_partition: int, outs: list[OutRecord]) -> dict[str, int]:
-        """Sends a task's outputs and waits; the new marks ("topic:partition" -> next offset)."""
-        sends = []
-        for o in outs:
-            tp = self.output_partition(o.topic, task_partition)
-            sends.append(_Send(tp.topic, tp.partition, o.key, o.value, o.ts, o.headers))
-        marks: dict[str, int] = {}
-        for meta in self._write({task_partition: sends}).get(task_partition, []):
-            key = f"{meta.topic}:{meta.partition}"
-            marks[key] = max(marks.get(key, 0), meta.offset + 1)
-        return marks
+    def write_outputs(self, outboxes: Mapping[int, list[OutRecord]]) -> dict[int, dict[str, int]]:
+        """Sends task partitions' outputs, all at once, and waits; each partition's new
+        marks ("topic:partition" -> next offset)."""
+        return self.send_outputs(outboxes).wait()
+
+    def send_outputs(self, outboxes: Mapping[int, list[OutRecord]]) -> PendingOutputs:
+        """Sends task partitions' outputs without waiting for them to land."""
+        sends: dict[int, list[_Send]] = {}
+        for p, outs in outboxes.items():
+            sends[p] = []
+            for o in outs:
+                tp = self.output_partition(o.topic, p)
+                sends[p].append(_Send(tp.topic, tp.partition, o.key, o.value, o.ts, o.headers))
+        return PendingOutputs(self, self._send_all(sends))
 
     def _write(self, sends: dict[int, list[_Send]]) -> dict[int, list[Any]]:
         """Each task partition's records through its producer, in its open
         transaction, sent and acknowledged; their metadata. Raises
         `PartitionFencedError` for a partition another instance has claimed since."""
-        sends = {p: s for p, s in sends.items() if s}
-        futures: dict[int, list[FutureRecordMetadata]] = {}
+        return self.acknowledged(self._send_all(sends))
+
+    def _send_all(self, sends: dict[int, list[_Send]]) -> dict[int, _InFlight]:
+        sent = {}
         for p, records in sends.items():
             producer = self._owned(p)
             with self._failures(p, "producing to"):
-                if p not in self._open:
+                if records and p not in self._open:
                     producer.begin_transaction()
                     self._open.add(p)
-                futures[p] = [self._send(producer, r) for r in records]
+                sent[p] = _InFlight(producer, [self._send(producer, r) for r in records])
+        return sent
+
+    def acknowledged(self, sent: Mapping[int, _InFlight]) -> dict[int, list[Any]]:
+        """The metadata of records sent, once acknowledged; a partition whose producer
+        has been closed since (released, claimed afresh) is left out: whether its
+        records landed is for its next recovery to find out."""
         done = {}
-        for p, pending in futures.items():
+        for p, flight in sent.items():
+            producer = self._producers.get(p)
+            if producer is None or producer is not flight.producer:
+                continue
             with self._failures(p, "sending to"):
-                self._producers[p].flush(timeout=_SEND_TIMEOUT_S)
-                done[p] = [f.get(timeout=_SEND_TIMEOUT_S) for f in pending]
+                if flight.futures:
+                    producer.flush(timeout=_SEND_TIMEOUT_S)
+                done[p] = [f.get(timeout=_SEND_TIMEOUT_S) for f in flight.futures]
         return done
 
     def _owned(self, partition: int) -> KafkaProducer:

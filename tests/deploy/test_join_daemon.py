@@ -11,6 +11,7 @@ import orjson
 import pytest
 from prometheus_client import generate_latest
 
+from deploy.apps.join.daemon import JoinDaemon
 from deploy.apps.join.recovery import JoinOutputs
 from deploy.local.broker import EmbeddedBroker
 from deploy.runtime.signals import StopRequested
@@ -18,6 +19,7 @@ from deploy.settings.tables import TopicSettings
 from stream.errors import BrokerError
 from stream.join.state import JoinState
 from stream.kafka.admin import ensure_topics
+from stream.kafka.options import ClientOptions
 from tests.joinkit import (
     T0,
     FailingOutputs,
@@ -209,24 +211,59 @@ def test_a_failed_send_is_retried_through_recovery_without_loss_or_duplicates(
         return flaky[0]
 
     d = daemon(broker.client_options, topics, tmp_path / "s", outputs=wrap, entered=False)
-    stop = StopRequested()
-    worker = threading.Thread(target=d.run, args=(stop,))
-    worker.start()
-    try:
-        deadline = time.monotonic() + 30
-        while (
-            time.monotonic() < deadline
-            and len(events_of(read_all(broker.client_options, topics.labeled, 300))) < 50
-        ):
-            time.sleep(0.5)
-    finally:
-        stop.set()
-        worker.join(timeout=30)
+    run_until_labeled(d, broker.client_options, topics.labeled, 50)
     JoinState(tmp_path / "s").close()  # run() closed its parts: the state's lock is free
     d.close()  # a second close does nothing
     assert flaky[0].failed_with, "the send never failed: the test did not test anything"
     labels = labels_of(read_all(broker.client_options, topics.labeled))
     assert labels == {f"i{i}": [1] for i in range(50)}
+
+
+def test_outputs_lost_in_flight_are_resent_though_a_checkpoint_was_due(
+    broker: EmbeddedBroker, make_topics: Callable[[int], TopicSettings], tmp_path: Path
+) -> None:
+    """A batch's outputs are acknowledged while the next batch is joined. Lost on
+    the way, they are resent by recovery, which completes only the last entry's
+    outbox: so no checkpoint (due after every record here) may follow that entry
+    before they have landed."""
+    topics = make_topics(1)
+    send = Inputs(broker.client_options, topics)
+    impressions_with_clicks(send, 40, click_every=1)
+    send.close()
+    flaky: list[FailingOutputs] = []
+
+    def wrap(real: JoinOutputs) -> JoinOutputs:
+        flaky.append(FailingOutputs(real, 0.5, BrokerError("lost in flight"), in_flight=True))
+        return flaky[0]
+
+    d = daemon(
+        broker.client_options,
+        topics,
+        tmp_path / "s",
+        outputs=wrap,
+        entered=False,
+        max_poll_records=10,
+        state_checkpoint_interval=1,
+    )
+    run_until_labeled(d, broker.client_options, topics.labeled, 40)
+    assert flaky[0].failed_with, "no send was lost: the test did not test anything"
+    labels = labels_of(read_all(broker.client_options, topics.labeled))
+    assert labels == {f"i{i}": [1] for i in range(40)}
+
+
+def run_until_labeled(d: JoinDaemon, options: ClientOptions, topic: str, n: int) -> None:
+    """Runs the daemon on a thread (its own loop: backoff, recovery) until `n` labeled
+    events are in `topic` or 30 s have passed, then stops it."""
+    stop = StopRequested()
+    worker = threading.Thread(target=d.run, args=(stop,))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(events_of(read_all(options, topic, 300))) < n:
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
 
 
 def test_a_partition_moved_to_an_instance_without_its_state_resumes_from_the_changelog(

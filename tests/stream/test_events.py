@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
 import orjson
 import pytest
 
+from stream import events, wire
 from stream.errors import RecordError
 from stream.events import (
     Click,
@@ -83,3 +88,61 @@ def test_labeled_label_must_be_zero_or_one() -> None:
     raw = b'{"id": "a", "ts": 1, "label": 2, "click_ts": null, "features": {}}'
     with pytest.raises(RecordError, match="'label' must be 0 or 1"):
         decode_labeled(raw)
+
+
+EDGES = [
+    b'{"id": "a", "ts": 1, "features": {}}',
+    b' {"id": "a", "ts": 1, "features": {"x": -0.0, "y": 1E5, "z": 10, "w": []}} ',
+    b'{"id": "a", "id": "b", "ts": 1, "features": {"x": 1, "x": "two"}}',
+    b'{"id": "a", "ts": 1, "features": {}, "extra": {"deep": [1, {"n": null}]}}',
+    b'{"id": "a", "ts": 9223372036854775807, "features": {"x": -9223372036854775808}}',
+    b'{"id": "a", "ts": 9223372036854775808, "features": {}}',
+    b'{"id": "a", "ts": 1, "features": {"x": 18446744073709551615}}',
+    b'{"id": "a", "ts": 1, "features": {"x": 1e308, "y": 1e400}}',
+    b'{"id": "a", "ts": 1, "features": {"x": true}}',
+    b'{"id": "a", "ts": 1, "features": {"x": ["a", false]}}',
+    b'{"id": "a", "ts": 1, "features": {"x": {"y": 1}}}',
+    b'{"id": "a", "ts": 1, "features": {"x": "\\ud800"}}',
+    b'{"id": "a", "ts": 1, "features": {"x": "\xff"}}',
+    b'{"id": "a", "ts": 1, "features": {"x": NaN}}',
+    b'{"id": "a", "ts": 1.0, "features": {}}',
+    b'{"id": 7, "ts": 1, "features": {}}',
+    b'{"id": "a", "ts": 1}',
+    b'{"id": "a", "ts": 1, "features": []}',
+    b'{"id": "a", "ts": 1, "features": {}} trailing',
+    b'{"id": "a", "ts": 1, "features": {}, "extra": "\xff"}',
+    b'{"id": "a", "ts": 1, "features": {}, "extra": 1e400}',
+    b"",
+]
+
+
+PATHS: list[tuple[Any, Callable[[dict[str, Any]], Any], Callable[[bytes], Any]]] = [
+    (wire.IMPRESSION, events._impression, decode_impression),
+    (wire.CLICK, events._click, decode_click),
+]
+
+
+@pytest.mark.parametrize("raw", EDGES)
+def test_the_fast_decoder_accepts_only_what_the_reference_decoder_does(raw: bytes) -> None:
+    """msgspec (stream.wire) decodes valid inputs; anything it rejects goes through
+    the orjson path, which names the problem: on every edge both give one answer."""
+    for fast, reference, public in PATHS:
+        try:
+            expected = events._decoded(raw, len(raw) + 1, reference)
+        except RecordError as exc:
+            with pytest.raises(msgspec.MsgspecError):
+                fast.decode(raw)
+            with pytest.raises(RecordError) as info:
+                public(raw)
+            assert info.value.reason == exc.reason
+            continue
+        decoded = public(raw)
+        assert decoded == expected
+        if isinstance(decoded, Impression):
+            assert decoded.raw in (raw, None)  # kept only as what it was decoded from
+        try:
+            wired = fast.decode(raw)
+        except msgspec.MsgspecError:
+            continue  # the reference path has the last word
+        fields = msgspec.structs.asdict(wired)
+        assert fields == {k: getattr(expected, k) for k in fields}

@@ -10,8 +10,9 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError
 
-from deploy.apps.join.daemon import JoinDaemon, JoinParts
+from deploy.apps.join.daemon import JoinDaemon
 from deploy.apps.join.metrics import JoinMetrics
+from deploy.apps.join.parts import JoinParts
 from deploy.settings.tables import JoinDaemonSettings, TopicSettings
 from stream.errors import BrokerError
 from stream.join.core import JoinConfig

@@ -5,9 +5,11 @@ Per batch (one poll), for every partition that moved:
      one changelog entry;
   2. the entries are written to the changelog and acknowledged — the commit
      point;
-  3. the outputs are written and acknowledged; their offsets become the marks
-     of the next entry;
-  4. the entries are applied to the local RocksDB state in one batch;
+  3. the outputs are sent; they are acknowledged while the next batch is read
+     and joined, before its entry is written, and their offsets become the
+     marks of that entry;
+  4. once the outputs have landed, the entries are applied to the local RocksDB
+     state in one batch;
   5. input offsets are committed to the group (for lag; positions come from
      the state).
 A crash anywhere leaves either no entry (the batch is read again) or an entry
@@ -22,24 +24,23 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from deploy.apps.join.metrics import JoinMetrics
-from deploy.apps.join.recovery import JoinOutputs, recover, write_checkpoint
+from deploy.apps.join.parts import JoinParts
+from deploy.apps.join.recovery import SentOutputs, recover, write_checkpoint
 from deploy.runtime.signals import StopRequested
 from deploy.settings.tables import JoinDaemonSettings, TopicSettings
 from stream.errors import BrokerError, JoinStateError, PartitionFencedError, RecordError
 from stream.events import CLICKS, IMPRESSIONS
 from stream.join.core import JoinConfig
-from stream.join.records import InRecord
-from stream.join.state import JoinState
+from stream.join.records import Entry, InRecord
 from stream.join.task import JoinTask
 
 log = logging.getLogger(__name__)
@@ -50,32 +51,6 @@ _FENCED_WAIT_S = 60.0
 # Batches per transaction of a partition's producer under load: commits are
 # round trips, and transactions only fence.
 _BATCHES_PER_TXN = 16
-
-
-class InputConsumer(Protocol):
-    """The inputs' consumer (a `KafkaConsumer`), subscribed by the daemon."""
-
-    def subscribe(self, topics: list[str], listener: ConsumerRebalanceListener) -> None: ...
-    def poll(self, timeout_ms: int) -> Mapping[TopicPartition, list[Any]]: ...
-    def highwater(self, tp: TopicPartition) -> int | None: ...
-    def position(self, tp: TopicPartition, timeout_ms: int | None = None) -> int | None: ...
-    def assignment(self) -> set[TopicPartition]: ...
-    def pause(self, *partitions: TopicPartition) -> None: ...
-    def resume(self, *partitions: TopicPartition) -> None: ...
-    def seek(self, partition: TopicPartition, offset: int) -> None: ...
-    def seek_to_beginning(self, *partitions: TopicPartition) -> None: ...
-    def commit_async(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> Any: ...
-    def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class JoinParts:
-    """What a daemon is built from (`deploy.apps.join.clients.open_parts` opens them
-    from configuration); the daemon closes them when it stops."""
-
-    consumer: InputConsumer
-    io: JoinOutputs
-    state: JoinState
 
 
 class JoinDaemon:
@@ -105,6 +80,8 @@ class JoinDaemon:
         self._unrecovered: dict[int, Exception] = {}
         self._fenced_at: float | None = None
         self._uncommitted = 0  # batches written since the transactions were committed
+        # The last batch's outputs on their way, and its entries with their offsets.
+        self._sent: tuple[SentOutputs, list[tuple[Entry, int]]] | None = None
         # Wall times, for the idle timeout: per partition and input, of its last record;
         # per partition, since when it has been active (its first record after being
         # idle, or its recovery), and the event time after its last record.
@@ -184,6 +161,8 @@ class JoinDaemon:
         try:
             if batch:
                 self._commit(batch)
+            else:
+                self._settle()
             self._checkpoint(now)
             # An idle step commits whatever is open (a recovery's resends, a
             # checkpoint): a transaction left open would be aborted by the broker.
@@ -251,11 +230,11 @@ class JoinDaemon:
         return position is not None and position >= end
 
     def _commit(self, batch: list[tuple[JoinTask, list[Any]]]) -> None:
+        self._settle()
         entries = [task.entry(outs) for task, outs in batch]
         offsets = self._io.write_entries(entries)
-        for task, entry in zip((t for t, _ in batch), entries, strict=True):
-            task.marks.update(self._io.write_outputs(task.partition, entry.outbox))
-        self._state.apply(list(zip(entries, offsets, strict=True)))
+        sent = self._io.send_outputs({e.partition: e.outbox for e in entries})
+        self._sent = (sent, list(zip(entries, offsets, strict=True)))
         commits = {}
         for task, _ in batch:
             count, wall = self._since_checkpoint.get(task.partition, (0, self._clock()))
@@ -269,6 +248,21 @@ class JoinDaemon:
         except KafkaError as exc:
             log.warning("offset_commit_failed error=%s", exc)
 
+    def _settle(self) -> None:
+        """Waits for the last batch's outputs, sent while this batch was read and
+        joined, then applies its entries to the local state. Recovery completes the
+        outbox of a partition's last entry only, and reads only what the local state
+        lacks: so the outputs must land before the next changelog record, and before
+        their entry is in the state. Their offsets become the next entries' marks."""
+        if self._sent is None:
+            return
+        (sent, written), self._sent = self._sent, None
+        landed = sent.wait()
+        for p, marks in landed.items():
+            if p in self.tasks:
+                self.tasks[p].marks.update(marks)
+        self._state.apply([(e, offset) for e, offset in written if e.partition in landed])
+
     def _checkpoint(self, now: float) -> None:
         """Writes a checkpoint for each task that has written `state_checkpoint_interval`
         records since its last, or not written one for `state_checkpoint_interval_s`
@@ -281,6 +275,7 @@ class JoinDaemon:
             count, wall = self._since_checkpoint.get(p, (0, now))
             due = count >= every or now - wall >= every_s
             if due and task.between_entries:
+                self._settle()
                 write_checkpoint(self._io, self._state, task)
                 self._since_checkpoint[p] = (0, now)
                 self._metrics.checkpoints.inc()
@@ -354,6 +349,7 @@ class JoinDaemon:
         log.warning("join_partition_fenced partition=%d error=%s", exc.partition, exc)
         self._metrics.fenced.inc()
         self._fenced_at = now
+        self._sent = None
         for p in list(self.tasks):
             del self.tasks[p]
             self._io.release(p)
@@ -363,6 +359,7 @@ class JoinDaemon:
     def _recover_all(self) -> None:
         """After a failed batch every task's memory may be ahead of what was committed:
         all are dropped and recovered from the changelog by the next step."""
+        self._sent = None
         for p in list(self.tasks):
             del self.tasks[p]
             self._unrecovered[p] = BrokerError("recovering after a failed batch")

@@ -26,6 +26,13 @@ log = logging.getLogger(__name__)
 _APPLY_EVERY = 256
 
 
+class SentOutputs(Protocol):
+    def wait(self) -> dict[int, dict[str, int]]:
+        """Blocks until the outputs landed; the new marks of each task partition
+        whose outputs did (a partition released meanwhile is left out)."""
+        ...
+
+
 class JoinOutputs(Protocol):
     """Changelog records and outputs out, and back in for recovery (`JoinIO`)."""
 
@@ -34,7 +41,10 @@ class JoinOutputs(Protocol):
     def commit(self) -> None: ...
     def write_entries(self, entries: list[Entry]) -> list[int]: ...
     def append(self, partition: int, values: list[bytes]) -> list[int]: ...
-    def write_outputs(self, task_partition: int, outs: list[OutRecord]) -> dict[str, int]: ...
+    def write_outputs(
+        self, outboxes: Mapping[int, list[OutRecord]]
+    ) -> dict[int, dict[str, int]]: ...
+    def send_outputs(self, outboxes: Mapping[int, list[OutRecord]]) -> SentOutputs: ...
     def changelog(self, partition: int, start: int) -> Iterator[tuple[int, ChangelogRecord]]: ...
     def tail(self, partition: int) -> ChangelogTail: ...
     def landed(self, entry: Entry) -> set[int]: ...
@@ -71,7 +81,7 @@ def recover(
     if last is not None:
         landed = io.landed(last)
         missing = [o for o in last.outbox if o.seq not in landed]
-        io.write_outputs(partition, missing)
+        io.write_outputs({partition: missing})
         resent = len(missing)
     stored = state.progress(partition)
     progress = stored[0] if stored else None
