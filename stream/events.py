@@ -143,23 +143,28 @@ def _batched(item: Any) -> LabeledEvent | RecordError:
 
 
 def decode_impression(raw: bytes | None, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Impression:
-    if raw is not None and len(raw) <= max_bytes:
-        try:
-            imp = wire.IMPRESSION.decode(raw)
-            return Impression(imp.id, imp.ts, imp.features, raw)
-        except wire.WireError:
-            pass  # the orjson path names what is wrong
+    imp = _fast(raw, max_bytes, wire.IMPRESSION)
+    if imp is not None:
+        return Impression(imp.id, imp.ts, imp.features, raw)
     return reference_impression(raw, max_bytes)
 
 
 def decode_click(raw: bytes | None, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Click:
-    if raw is not None and len(raw) <= max_bytes:
-        try:
-            click = wire.CLICK.decode(raw)
-            return Click(click.id, click.ts)
-        except wire.WireError:
-            pass
+    click = _fast(raw, max_bytes, wire.CLICK)
+    if click is not None:
+        return Click(click.id, click.ts)
     return _decoded(raw, max_bytes, _click)
+
+
+def _fast(raw: bytes | None, max_bytes: int, decoder: Any) -> Any:
+    """What msgspec decodes `raw` into, or None where it refuses it: the orjson path
+    then names what is wrong."""
+    if raw is None or len(raw) > max_bytes:
+        return None
+    try:
+        return decoder.decode(raw)
+    except wire.WireError:
+        return None
 
 
 def reference_impression(

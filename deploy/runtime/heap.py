@@ -8,8 +8,9 @@ import gc
 # events, encodings). At CPython's default of 700 allocations a young
 # collection runs many times per batch and promotes whatever the batch still
 # holds, so full collections, which walk every live object, follow often: a
-# third of the joiner's time in `fmstream bench join`. Garbage without cycles
-# is freed by reference counting whatever this is, so memory barely grows.
+# quarter to a third of the joiner's time in `fmstream bench join`. Garbage
+# without cycles is freed by reference counting at any threshold, so memory
+# barely grows.
 _YOUNG_THRESHOLD = 20_000
 
 
